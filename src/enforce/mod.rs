@@ -1,0 +1,1 @@
+//! enforce (being written)

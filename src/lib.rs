@@ -1,0 +1,34 @@
+//! ravelin: a layered defense for internet-facing Linux servers.
+//!
+//! ```text
+//!  source ──Record──▶ matcher ──Observation──▶ detect ──Finding──▶ decide ──Decision──▶ enforce
+//!  file, journal       (pure)                   (pure, windows,     (pure: allowlist     nftables
+//!                                                clock passed in)    permit, escalation)  (batched)
+//!                                                                                         store
+//! ```
+//!
+//! | module | role |
+//! |---|---|
+//! | [`event`] | the types that flow between stages |
+//! | [`clock`] | the only way code reads time |
+//! | [`config`] | TOML -> validated [`config::Config`], every error with its key path |
+//! | [`source`] | file tailing (inotify, rotation, checkpoints) and the journal |
+//! | [`matcher`] | Record -> Observation: built-in rules, literal prefilter, injection-safe |
+//! | [`detect`] | bounded per-address windows and thresholds |
+//! | [`decide`] | allowlist (mints the ban permit), escalation, dry run |
+//! | [`enforce`] | nftables sets with kernel timeouts, batched transactions |
+//! | [`store`] | SQLite: bans, offence history, checkpoints |
+//! | [`daemon`] | wiring, reload, shutdown, control socket |
+//! | [`cli`] | subcommands; the only place that prints to stdout |
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod decide;
+pub mod detect;
+pub mod enforce;
+pub mod event;
+pub mod matcher;
+pub mod source;
+pub mod store;

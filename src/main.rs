@@ -1,0 +1,6 @@
+//! The `ravelin` binary: everything lives in the library; this only maps the outcome to an
+//! exit code.
+
+fn main() -> std::process::ExitCode {
+    ravelin::cli::main()
+}
