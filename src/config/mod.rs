@@ -1,1 +1,218 @@
-//! config (being written)
+//! Configuration: TOML text -> validated [`Config`].
+//!
+//! Shaped as raw -> validated -> built (ripgrep's LowArgs -> HiArgs): [`raw`] walks the parsed
+//! TOML table by hand instead of deriving `Deserialize`, because serde stops at the first
+//! error and an operator fixing a config wants *every* problem, each with its key path
+//! (`jail[0].find_time: ...`), in one run. Nothing starts until the list is empty.
+//!
+//! With no file at the default path a built-in default applies ([`Config::builtin_default`]):
+//! SQLite under `/var/lib/ravelin`, nftables enforcement, and an sshd jail reading
+//! `/var/log/auth.log` when it exists, else the journal (Debian 12 logs sshd only there).
+
+mod duration;
+mod raw;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use duration::{format_duration, parse_duration};
+
+use crate::event::BanLength;
+
+/// Where the config is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/ravelin/ravelin.toml";
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from (`None`: built-in default).
+    pub origin: Option<PathBuf>,
+    /// Where the store and host keys live.
+    pub state_dir: PathBuf,
+    /// The control socket used by the CLI.
+    pub control_socket: PathBuf,
+    /// Networks that are never banned (loopback and host addresses are added at run time).
+    pub allow: Vec<IpNet>,
+    /// How bans are enforced.
+    pub enforce: EnforceConfig,
+    /// Store settings.
+    pub store: StoreConfig,
+    /// Log sources.
+    pub sources: Vec<SourceConfig>,
+    /// Jails: which sources, which rules, which thresholds.
+    pub jails: Vec<JailConfig>,
+}
+
+/// `[enforce]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnforceConfig {
+    /// `nftables` or `log` (dry run).
+    pub backend: Backend,
+    /// nftables table name (family `inet`).
+    pub table: String,
+    /// Path of the `nft` program.
+    pub nft: PathBuf,
+}
+
+/// The enforcement backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Kernel sets via nftables.
+    Nftables,
+    /// Decide and record, touch no firewall.
+    Log,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// How long ended bans and offence history are kept (escalation looks back this far).
+    pub retention: Duration,
+}
+
+/// One `[[source]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    /// Unique name, referenced by jails.
+    pub name: String,
+    /// What it reads.
+    pub kind: SourceKind,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// A text log file, tailed.
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The systemd journal through `journalctl -o json -f`.
+    Journal {
+        /// Units to follow (`--unit`); empty means all.
+        units: Vec<String>,
+        /// Path of `journalctl` (tests use a stand-in).
+        journalctl: PathBuf,
+    },
+}
+
+/// One `[[jail]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JailConfig {
+    /// Unique name.
+    pub name: String,
+    /// Off switch without deleting the section.
+    pub enabled: bool,
+    /// Source names it reads.
+    pub sources: Vec<String>,
+    /// Rule sets (`sshd`).
+    pub rules: Vec<String>,
+    /// Failures that trigger a ban...
+    pub max_retry: NonZeroU32,
+    /// ...within this window.
+    pub find_time: Duration,
+    /// First ban length.
+    pub ban_time: BanLength,
+    /// Each repeat multiplies the ban by this (>= 1).
+    pub ban_time_factor: f64,
+    /// Escalation cap.
+    pub ban_time_max: Duration,
+    /// Cap on addresses tracked by the detector (memory bound).
+    pub max_tracked: usize,
+}
+
+/// Every problem found in a config, each with its key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_errors(.origin, .errors))]
+pub struct ConfigErrors {
+    /// The file, if any.
+    pub origin: Option<PathBuf>,
+    /// `(key path, message)` pairs.
+    pub errors: Vec<(String, String)>,
+}
+
+fn render_errors(origin: &Option<PathBuf>, errors: &[(String, String)]) -> String {
+    let mut s = match origin {
+        Some(p) => format!("invalid config {} ({} error{}):", p.display(), errors.len(), if errors.len() == 1 { "" } else { "s" }),
+        None => format!("invalid config ({} errors):", errors.len()),
+    };
+    for (path, msg) in errors {
+        s.push_str("\n  ");
+        if !path.is_empty() {
+            s.push_str(path);
+            s.push_str(": ");
+        }
+        s.push_str(msg);
+    }
+    s
+}
+
+impl Config {
+    /// Load from `path`, or when `path` is `None`, from [`DEFAULT_PATH`] if it exists, else the
+    /// built-in default. An explicitly named file that is missing is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, Some(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::builtin_default()),
+            Err(e) => Err(ConfigErrors {
+                origin: Some(path.clone()),
+                errors: vec![(String::new(), format!("cannot read {}: {e}", path.display()))],
+            }),
+        }
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str, origin: Option<&Path>) -> Result<Config, ConfigErrors> {
+        raw::parse(text).map(|mut c| {
+            c.origin = origin.map(Path::to_path_buf);
+            c
+        })
+        .map_err(|errors| ConfigErrors { origin: origin.map(Path::to_path_buf), errors })
+    }
+
+    /// The configuration used when there is no file.
+    pub fn builtin_default() -> Config {
+        let auth_log = Path::new("/var/log/auth.log");
+        let source = if auth_log.exists() {
+            SourceConfig { name: "auth".into(), kind: SourceKind::File { path: auth_log.into() } }
+        } else {
+            SourceConfig {
+                name: "journal".into(),
+                kind: SourceKind::Journal {
+                    units: vec!["ssh.service".into(), "sshd.service".into()],
+                    journalctl: PathBuf::from("journalctl"),
+                },
+            }
+        };
+        let mut c = raw::parse("").expect("the empty config is valid");
+        c.jails = vec![raw::default_jail("sshd", vec![source.name.clone()])];
+        c.sources = vec![source];
+        c
+    }
+
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("ravelin.db")
+    }
+}
+
+/// Is `a` inside any of `nets`?
+pub fn nets_contain(nets: &[IpNet], a: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(&a))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,413 @@
+//! The hand-written walk over the parsed TOML table that collects every error with its key
+//! path. Each section is read with a [`Section`] that remembers which keys were consumed, so
+//! unknown keys (typos) are reported too, like `deny_unknown_fields` but all at once.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::{Table, Value};
+
+use super::{Backend, Config, EnforceConfig, JailConfig, SourceConfig, SourceKind, StoreConfig, parse_duration};
+use crate::event::BanLength;
+
+type Errors = Vec<(String, String)>;
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/ravelin")
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/ravelin/ravelin.sock")
+}
+fn default_table() -> String {
+    "ravelin".into()
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+const DEFAULT_MAX_RETRY: u32 = 5;
+const DEFAULT_FIND_TIME: Duration = Duration::from_secs(600);
+const DEFAULT_BAN_TIME: Duration = Duration::from_secs(600);
+const DEFAULT_FACTOR: f64 = 2.0;
+const DEFAULT_BAN_MAX: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+
+/// The sshd jail as the built-in default has it.
+pub(super) fn default_jail(name: &str, sources: Vec<String>) -> JailConfig {
+    JailConfig {
+        name: name.into(),
+        enabled: true,
+        sources,
+        rules: vec!["sshd".into()],
+        max_retry: NonZeroU32::new(DEFAULT_MAX_RETRY).expect("non-zero"),
+        find_time: DEFAULT_FIND_TIME,
+        ban_time: BanLength::For(DEFAULT_BAN_TIME),
+        ban_time_factor: DEFAULT_FACTOR,
+        ban_time_max: DEFAULT_BAN_MAX,
+        max_tracked: DEFAULT_MAX_TRACKED,
+    }
+}
+
+/// A table being read, with its key path and the keys consumed so far.
+struct Section<'a> {
+    path: String,
+    table: &'a Table,
+    used: HashSet<&'static str>,
+}
+
+impl<'a> Section<'a> {
+    fn new(path: impl Into<String>, table: &'a Table) -> Self {
+        Self { path: path.into(), table, used: HashSet::new() }
+    }
+
+    fn key(&self, k: &str) -> String {
+        if self.path.is_empty() { k.to_string() } else { format!("{}.{k}", self.path) }
+    }
+
+    fn get(&mut self, k: &'static str) -> Option<&'a Value> {
+        self.used.insert(k);
+        self.table.get(k)
+    }
+
+    fn string(&mut self, k: &'static str, errs: &mut Errors) -> Option<String> {
+        match self.get(k)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                errs.push((self.key(k), format!("expected a string, found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, k: &'static str, errs: &mut Errors) -> Option<PathBuf> {
+        let s = self.string(k, errs)?;
+        if s.is_empty() || s.contains('\0') {
+            errs.push((self.key(k), "expected a non-empty path".into()));
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    fn strings(&mut self, k: &'static str, errs: &mut Errors) -> Option<Vec<String>> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, v) in items.iter().enumerate() {
+                    match v {
+                        Value::String(s) => out.push(s.clone()),
+                        other => errs.push((format!("{key}[{i}]"), format!("expected a string, found {}", other.type_str()))),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                errs.push((key, format!("expected an array of strings, found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, k: &'static str, errs: &mut Errors) -> Option<Duration> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::String(s) => parse_duration(s).map_err(|e| errs.push((key, e))).ok(),
+            Value::Integer(n) if *n >= 0 => Some(Duration::from_secs(*n as u64)),
+            other => {
+                errs.push((key, format!("expected a duration like \"10m\", found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, k: &'static str, min: i64, max: i64, errs: &mut Errors) -> Option<i64> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::Integer(n) if (min..=max).contains(n) => Some(*n),
+            Value::Integer(n) => {
+                errs.push((key, format!("{n} is out of range ({min}..={max})")));
+                None
+            }
+            other => {
+                errs.push((key, format!("expected an integer, found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, k: &'static str, errs: &mut Errors) -> Option<f64> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::Integer(n) => Some(*n as f64),
+            Value::Float(f) => Some(*f),
+            other => {
+                errs.push((key, format!("expected a number, found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, k: &'static str, errs: &mut Errors) -> Option<bool> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::Boolean(b) => Some(*b),
+            other => {
+                errs.push((key, format!("expected true or false, found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, k: &'static str, errs: &mut Errors) -> Option<Section<'a>> {
+        let key = self.key(k);
+        match self.get(k)? {
+            Value::Table(t) => Some(Section::new(key, t)),
+            other => {
+                errs.push((key, format!("expected a table ([{k}]), found {}", other.type_str())));
+                None
+            }
+        }
+    }
+
+    fn array_of_tables(&mut self, k: &'static str, errs: &mut Errors) -> Vec<Section<'a>> {
+        let key = self.key(k);
+        match self.get(k) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, v) in items.iter().enumerate() {
+                    match v {
+                        Value::Table(t) => out.push(Section::new(format!("{key}[{i}]"), t)),
+                        other => errs.push((format!("{key}[{i}]"), format!("expected a table ([[{k}]]), found {}", other.type_str()))),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                errs.push((key, format!("expected an array of tables ([[{k}]]), found {}", other.type_str())));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Report keys nobody read.
+    fn finish(self, errs: &mut Errors) {
+        let mut unknown: Vec<&String> = self.table.keys().filter(|k| !self.used.contains(k.as_str())).collect();
+        unknown.sort();
+        for k in unknown {
+            let mut known: Vec<&str> = self.used.iter().copied().collect();
+            known.sort_unstable();
+            errs.push((self.key(k), format!("unknown key (known here: {})", known.join(", "))));
+        }
+    }
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(crate::event::host_net)
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR (e.g. \"192.0.2.10\", \"2001:db8::/48\")"))
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Parse and validate. Returns every error found.
+pub(super) fn parse(text: &str) -> Result<Config, Errors> {
+    let table: Table = match text.parse::<Table>() {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = e.to_string().trim().replace('\n', "\n    ");
+            return Err(vec![(String::new(), format!("TOML syntax: {msg}"))]);
+        }
+    };
+    let mut errs = Errors::new();
+    let mut root = Section::new("", &table);
+
+    let state_dir = root.path("state_dir", &mut errs).unwrap_or_else(default_state_dir);
+    let control_socket = root.path("control_socket", &mut errs).unwrap_or_else(default_control_socket);
+
+    let mut allow = Vec::new();
+    if let Some(mut s) = root.table("allow", &mut errs) {
+        if let Some(list) = s.strings("addresses", &mut errs) {
+            for (i, a) in list.iter().enumerate() {
+                match parse_net(a) {
+                    Ok(n) => allow.push(n),
+                    Err(e) => errs.push((format!("allow.addresses[{i}]"), e)),
+                }
+            }
+        }
+        s.finish(&mut errs);
+    }
+
+    let mut enforce = EnforceConfig { backend: Backend::Nftables, table: default_table(), nft: PathBuf::from("nft") };
+    if let Some(mut s) = root.table("enforce", &mut errs) {
+        if let Some(b) = s.string("backend", &mut errs) {
+            match b.as_str() {
+                "nftables" => enforce.backend = Backend::Nftables,
+                "log" => enforce.backend = Backend::Log,
+                other => errs.push(("enforce.backend".into(), format!("unknown backend {other:?} (use \"nftables\" or \"log\")"))),
+            }
+        }
+        if let Some(t) = s.string("table", &mut errs) {
+            if valid_name(&t) {
+                enforce.table = t;
+            } else {
+                errs.push(("enforce.table".into(), format!("{t:?} is not a valid table name (letters, digits, - and _, at most 64)")));
+            }
+        }
+        if let Some(p) = s.path("nft", &mut errs) {
+            enforce.nft = p;
+        }
+        s.finish(&mut errs);
+    }
+
+    let mut store = StoreConfig { retention: default_retention() };
+    if let Some(mut s) = root.table("store", &mut errs) {
+        if let Some(d) = s.duration("retention", &mut errs) {
+            if d < Duration::from_secs(86_400) {
+                errs.push(("store.retention".into(), "must be at least 1d (escalation looks back over it)".into()));
+            } else {
+                store.retention = d;
+            }
+        }
+        s.finish(&mut errs);
+    }
+
+    let mut sources: Vec<SourceConfig> = Vec::new();
+    for mut s in root.array_of_tables("source", &mut errs) {
+        let name = s.string("name", &mut errs);
+        let file = s.path("file", &mut errs);
+        let units = s.strings("journal_units", &mut errs);
+        let journalctl = s.path("journalctl", &mut errs);
+        let path = s.path.clone();
+        let kind = match (file, units) {
+            (Some(path), None) => {
+                if journalctl.is_some() {
+                    errs.push((format!("{}.journalctl", s.path), "only applies to a journal source".into()));
+                }
+                Some(SourceKind::File { path })
+            }
+            (None, Some(units)) => Some(SourceKind::Journal { units, journalctl: journalctl.unwrap_or_else(|| PathBuf::from("journalctl")) }),
+            (Some(_), Some(_)) => {
+                errs.push((path.clone(), "set either `file` or `journal_units`, not both".into()));
+                None
+            }
+            (None, None) => {
+                errs.push((path.clone(), "missing `file = \"/path/to/log\"` or `journal_units = [\"ssh.service\"]`".into()));
+                None
+            }
+        };
+        match name {
+            None => errs.push((format!("{path}.name"), "missing (every source needs a unique name)".into())),
+            Some(n) if !valid_name(&n) => errs.push((format!("{path}.name"), format!("{n:?} is not a valid name (letters, digits, - and _)"))),
+            Some(n) if sources.iter().any(|x| x.name == n) => errs.push((format!("{path}.name"), format!("duplicate source name {n:?}"))),
+            Some(n) => {
+                if let Some(kind) = kind {
+                    sources.push(SourceConfig { name: n, kind });
+                }
+            }
+        }
+        s.finish(&mut errs);
+    }
+
+    let mut jails: Vec<JailConfig> = Vec::new();
+    for mut s in root.array_of_tables("jail", &mut errs) {
+        let path = s.path.clone();
+        let name = s.string("name", &mut errs);
+        let mut j = default_jail(name.as_deref().unwrap_or(""), Vec::new());
+        if let Some(b) = s.boolean("enabled", &mut errs) {
+            j.enabled = b;
+        }
+        match s.strings("sources", &mut errs) {
+            Some(list) if list.is_empty() => errs.push((format!("{path}.sources"), "must name at least one source".into())),
+            Some(list) => {
+                for (i, src) in list.iter().enumerate() {
+                    if !sources.iter().any(|x| &x.name == src) && !errs.iter().any(|(p, _)| p.starts_with("source[")) {
+                        let known: Vec<&str> = sources.iter().map(|x| x.name.as_str()).collect();
+                        errs.push((format!("{path}.sources[{i}]"), format!("no [[source]] named {src:?} (defined: {})", if known.is_empty() { "none".into() } else { known.join(", ") })));
+                    }
+                }
+                j.sources = list;
+            }
+            None => {
+                if !s.table.contains_key("sources") {
+                    errs.push((format!("{path}.sources"), "missing (e.g. sources = [\"auth\"])".into()));
+                }
+            }
+        }
+        if let Some(rules) = s.strings("rules", &mut errs) {
+            for (i, r) in rules.iter().enumerate() {
+                if !crate::matcher::known_rule_sets().contains(&r.as_str()) {
+                    errs.push((format!("{path}.rules[{i}]"), format!("unknown rule set {r:?} (built-in: {})", crate::matcher::known_rule_sets().join(", "))));
+                }
+            }
+            if rules.is_empty() {
+                errs.push((format!("{path}.rules"), "must name at least one rule set".into()));
+            }
+            j.rules = rules;
+        }
+        if let Some(n) = s.integer("max_retry", 1, 100_000, &mut errs) {
+            j.max_retry = NonZeroU32::new(n as u32).expect("range checked");
+        }
+        if let Some(d) = s.duration("find_time", &mut errs) {
+            if d.is_zero() {
+                errs.push((format!("{path}.find_time"), "must be longer than 0s".into()));
+            } else {
+                j.find_time = d;
+            }
+        }
+        let ban_key = format!("{path}.ban_time");
+        match s.get("ban_time") {
+            Some(Value::String(t)) if t == "permanent" => j.ban_time = BanLength::Permanent,
+            Some(_) => {
+                if let Some(d) = s.duration("ban_time", &mut errs) {
+                    if d.is_zero() {
+                        errs.push((ban_key, "must be longer than 0s (or \"permanent\")".into()));
+                    } else {
+                        j.ban_time = BanLength::For(d);
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(f) = s.float("ban_time_factor", &mut errs) {
+            if !(1.0..=1000.0).contains(&f) {
+                errs.push((format!("{path}.ban_time_factor"), format!("{f} is out of range (1 to 1000; 1 disables escalation)")));
+            } else {
+                j.ban_time_factor = f;
+            }
+        }
+        if let Some(d) = s.duration("ban_time_max", &mut errs) {
+            j.ban_time_max = d;
+        }
+        if let (BanLength::For(b), m) = (j.ban_time, j.ban_time_max) {
+            if m < b {
+                errs.push((format!("{path}.ban_time_max"), format!("is shorter than ban_time ({} < {})", super::format_duration(m), super::format_duration(b))));
+            }
+        }
+        if let Some(n) = s.integer("max_tracked", 1_000, 100_000_000, &mut errs) {
+            j.max_tracked = n as usize;
+        }
+        match name {
+            None => errs.push((format!("{path}.name"), "missing (every jail needs a unique name)".into())),
+            Some(n) if !valid_name(&n) => errs.push((format!("{path}.name"), format!("{n:?} is not a valid name (letters, digits, - and _)"))),
+            Some(n) if n == "manual" => errs.push((format!("{path}.name"), "\"manual\" is reserved for bans made with `ravelin ban`".into())),
+            Some(n) if jails.iter().any(|x| x.name == n) => errs.push((format!("{path}.name"), format!("duplicate jail name {n:?}"))),
+            Some(_) => jails.push(j),
+        }
+        s.finish(&mut errs);
+    }
+    root.finish(&mut errs);
+
+    if errs.is_empty() {
+        Ok(Config { origin: None, state_dir, control_socket, allow, enforce, store, sources, jails })
+    } else {
+        Err(errs)
+    }
+}

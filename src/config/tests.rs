@@ -1,0 +1,122 @@
+use super::*;
+
+/// The sample from the issue, verbatim: it must keep working.
+pub(crate) const SAMPLE: &str = r#"
+state_dir = "/var/lib/ravelin"
+control_socket = "/run/ravelin/ravelin.sock"
+
+[allow]
+addresses = ["127.0.0.0/8", "::1", "192.0.2.10", "2001:db8:1::/48"]
+
+[enforce]
+backend = "nftables"      # or "log": decide and record, touch no firewall
+table = "ravelin"
+
+[[source]]
+name = "auth"
+file = "/var/log/auth.log"
+
+[[source]]
+name = "journal"
+journal_units = ["ssh.service", "sshd.service"]
+
+[[jail]]
+name = "sshd"
+sources = ["auth"]
+rules = ["sshd"]          # built-in OpenSSH rule set
+max_retry = 5
+find_time = "10m"
+ban_time = "10m"
+ban_time_factor = 2       # repeat offenders: 10m, 20m, 40m, ...
+ban_time_max = "30d"
+"#;
+
+#[test]
+fn the_sample_config_is_accepted_as_written() {
+    let c = Config::parse(SAMPLE, None).expect("sample must parse");
+    assert_eq!(c.state_dir, PathBuf::from("/var/lib/ravelin"));
+    assert_eq!(c.allow.len(), 4);
+    assert_eq!(c.allow[2].to_string(), "192.0.2.10/32");
+    assert_eq!(c.enforce.backend, Backend::Nftables);
+    assert_eq!(c.sources.len(), 2);
+    assert!(matches!(&c.sources[1].kind, SourceKind::Journal { units, .. } if units.len() == 2));
+    let j = &c.jails[0];
+    assert_eq!((j.name.as_str(), j.max_retry.get()), ("sshd", 5));
+    assert_eq!(j.find_time, Duration::from_secs(600));
+    assert_eq!(j.ban_time, BanLength::For(Duration::from_secs(600)));
+    assert_eq!(j.ban_time_factor, 2.0);
+    assert_eq!(j.ban_time_max, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_key_path() {
+    let text = r#"
+state_dir = 7
+colour = "blue"
+[allow]
+addresses = ["10.0.0.0/33", "not-an-ip"]
+[enforce]
+backend = "iptables"
+[[source]]
+name = "auth"
+[[jail]]
+name = "sshd"
+sources = ["nope"]
+rules = ["apache"]
+max_retry = 0
+find_time = "10 minutes"
+ban_time_factor = 0.5
+bantime = "1h"
+"#;
+    let err = Config::parse(text, Some(Path::new("/etc/ravelin/ravelin.toml"))).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|(p, _)| p.as_str()).collect();
+    for want in [
+        "state_dir",
+        "colour",
+        "allow.addresses[0]",
+        "allow.addresses[1]",
+        "enforce.backend",
+        "source[0]",
+        "jail[0].rules[0]",
+        "jail[0].max_retry",
+        "jail[0].find_time",
+        "jail[0].ban_time_factor",
+        "jail[0].bantime",
+    ] {
+        assert!(paths.contains(&want), "missing error for {want}; got {paths:?}");
+    }
+    let text = err.to_string();
+    assert!(text.starts_with("invalid config /etc/ravelin/ravelin.toml"), "{text}");
+    assert!(text.contains("enforce.backend: unknown backend \"iptables\""), "{text}");
+}
+
+#[test]
+fn unknown_jail_source_is_named() {
+    let err = Config::parse("[[source]]\nname=\"a\"\nfile=\"/x\"\n[[jail]]\nname=\"j\"\nsources=[\"b\"]\n", None).unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert_eq!(err.errors[0].0, "jail[0].sources[0]");
+    assert!(err.errors[0].1.contains("defined: a"), "{err}");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let err = Config::parse("[[jail]\nname=", None).unwrap_err();
+    assert!(err.errors[0].1.starts_with("TOML syntax"), "{err}");
+}
+
+#[test]
+fn permanent_ban_time_and_builtin_default() {
+    let c = Config::parse("[[source]]\nname=\"a\"\nfile=\"/x\"\n[[jail]]\nname=\"j\"\nsources=[\"a\"]\nban_time=\"permanent\"\n", None).unwrap();
+    assert_eq!(c.jails[0].ban_time, BanLength::Permanent);
+    let d = Config::builtin_default();
+    assert_eq!(d.jails.len(), 1);
+    assert_eq!(d.jails[0].name, "sshd");
+    assert_eq!(d.jails[0].sources, vec![d.sources[0].name.clone()]);
+    assert_eq!(d.enforce.backend, Backend::Nftables);
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    let err = Config::load(Some(Path::new("/nonexistent/ravelin.toml"))).unwrap_err();
+    assert!(err.to_string().contains("cannot read /nonexistent/ravelin.toml"), "{err}");
+}
