@@ -1,13 +1,28 @@
 //! Subcommands. The only module that prints to stdout.
+//!
+//! Every subcommand accepts `--config FILE` before or after its name (a global flag) and finds
+//! the control socket and state from that config, so `ravelin --config x bans` and
+//! `ravelin bans --config x` talk to the same daemon.
 
 pub mod test_rules;
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::{Config, parse_duration};
+use crate::daemon::control::{self, Reply, Request};
 
 /// ravelin: a layered defense for internet-facing Linux servers.
 #[derive(Debug, Parser)]
-#[command(name = "ravelin", version, about)]
+#[command(name = "ravelin", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Config file (default /etc/ravelin/ravelin.toml; built-in default if that is absent).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -16,23 +31,326 @@ pub struct Cli {
 /// All subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon in the foreground (SIGHUP reloads the config, SIGTERM stops).
+    Run,
+    /// Validate the config and report every error; exit 1 if there are any.
+    CheckConfig,
+    /// Daemon state: sources, jails, counters.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Active bans.
+    Bans {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or prefix by hand (still subject to the allowlist).
+    Ban {
+        /// Address or CIDR, e.g. 203.0.113.7 or 203.0.113.0/24.
+        target: String,
+        /// How long: 90s, 10m, 1h, 30d, or "permanent" (default 1h).
+        #[arg(long = "for", value_name = "DURATION")]
+        length: Option<String>,
+        /// Why (stored with the ban).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Address or CIDR.
+        target: String,
+    },
+    /// Jails with their settings and state.
+    Jails {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the rules over a log file and report matches (like fail2ban-regex).
     TestRules(test_rules::TestRulesArgs),
 }
 
 /// Entry point used by `main.rs`.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let res = match &cli.command {
-        Command::TestRules(a) => test_rules::run(a, &mut out),
-    };
-    match res {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match dispatch(&cli, &mut out) {
+        Ok(code) => code,
         Err(e) => {
+            let _ = out.flush();
             eprintln!("ravelin: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAVELIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref())?)
+}
+
+fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Run => crate::daemon::run(cli.config.as_deref()).map(|()| ExitCode::SUCCESS),
+        Command::CheckConfig => {
+            let cfg = load(cli)?;
+            let origin = cfg
+                .origin
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in default (no config file)".into());
+            writeln!(out, "config ok: {origin}")?;
+            writeln!(
+                out,
+                "  sources: {}",
+                cfg.sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            for j in &cfg.jails {
+                writeln!(
+                    out,
+                    "  jail {}: {} failures in {} -> ban {} (x{} per repeat, max {}){}",
+                    j.name,
+                    j.max_retry,
+                    crate::config::format_duration(j.find_time),
+                    crate::daemon::worker::length_str(j.ban_time),
+                    j.ban_time_factor,
+                    crate::config::format_duration(j.ban_time_max),
+                    if j.enabled { "" } else { " [disabled]" }
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let data = ask(cli, &Request::Status)?;
+            if *json {
+                print_json(out, &data)?;
+            } else {
+                print_status(out, &data)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bans { json } => {
+            let data = ask(cli, &Request::Bans)?;
+            if *json {
+                print_json(out, &data)?;
+            } else {
+                print_bans(out, &data)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jails { json } => {
+            let data = ask(cli, &Request::Jails)?;
+            if *json {
+                print_json(out, &data)?;
+            } else {
+                for j in data.as_array().into_iter().flatten() {
+                    writeln!(
+                        out,
+                        "{}: {} failures in {} -> ban {} (x{}, max {}); sources {}; tracked {}; active bans {}",
+                        s(&j["name"]),
+                        j["max_retry"],
+                        s(&j["find_time"]),
+                        s(&j["ban_time"]),
+                        j["ban_time_factor"],
+                        s(&j["ban_time_max"]),
+                        j["sources"]
+                            .as_array()
+                            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default(),
+                        j["tracked"],
+                        j["active_bans"]
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ban {
+            target,
+            length,
+            reason,
+        } => {
+            let (seconds, permanent) = match length.as_deref() {
+                None => (None, false),
+                Some("permanent") => (None, true),
+                Some(d) => (
+                    Some(
+                        parse_duration(d)
+                            .map_err(|e| anyhow::anyhow!("--for: {e}"))?
+                            .as_secs(),
+                    ),
+                    false,
+                ),
+            };
+            let data = ask(
+                cli,
+                &Request::Ban {
+                    target: target.clone(),
+                    seconds,
+                    permanent,
+                    reason: reason.clone(),
+                },
+            )?;
+            writeln!(
+                out,
+                "banned {} for {}",
+                s(&data["target"]),
+                s(&data["length"])
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unban { target } => {
+            let data = ask(
+                cli,
+                &Request::Unban {
+                    target: target.clone(),
+                },
+            )?;
+            if data["was_banned"].as_bool() == Some(true) {
+                writeln!(out, "unbanned {}", s(&data["target"]))?;
+            } else {
+                writeln!(
+                    out,
+                    "{} was not banned (removed from the kernel set if it was there)",
+                    s(&data["target"])
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn ask(cli: &Cli, req: &Request) -> anyhow::Result<Value> {
+    let cfg = load(cli)?;
+    let Reply { ok, data, error } = control::call(&control::socket_path(&cfg), req)?;
+    if ok {
+        Ok(data.unwrap_or(Value::Null))
+    } else {
+        anyhow::bail!("{}", error.unwrap_or_else(|| "the daemon refused".into()))
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_json(out: &mut dyn Write, v: &Value) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_bans(out: &mut dyn Write, data: &Value) -> anyhow::Result<()> {
+    let list = data.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        writeln!(out, "no active bans")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<40} {:<10} {:>5} {:<20} {:>10}  REASON",
+        "TARGET", "JAIL", "LEVEL", "EXPIRES", "LEFT"
+    )?;
+    for b in list {
+        let left = b["remaining_s"]
+            .as_u64()
+            .map(|x| crate::config::format_duration(std::time::Duration::from_secs(x)))
+            .unwrap_or_else(|| "never".into());
+        let expires = if b["expires"].is_null() {
+            "permanent".into()
+        } else {
+            s(&b["expires"])
+        };
+        writeln!(
+            out,
+            "{:<40} {:<10} {:>5} {:<20} {:>10}  {}",
+            s(&b["target"]),
+            s(&b["jail"]),
+            b["level"],
+            expires,
+            left,
+            s(&b["reason"])
+        )?;
+    }
+    Ok(())
+}
+
+fn print_status(out: &mut dyn Write, d: &Value) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "ravelin {} (pid {}), up {}s, config: {}",
+        s(&d["version"]),
+        d["pid"],
+        d["uptime_s"],
+        s(&d["config"])
+    )?;
+    writeln!(
+        out,
+        "enforcement: {} (table inet {}), {} active bans, {} kernel elements",
+        s(&d["backend"]),
+        s(&d["table"]),
+        d["active_bans"],
+        s(&d["kernel_elements"])
+    )?;
+    writeln!(out, "sources:")?;
+    for src in d["sources"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  {:<12} {}: {} lines, {} cut, {} invalid UTF-8, {} errors, {} rotations",
+            s(&src["name"]),
+            s(&src["reads"]),
+            src["lines"],
+            src["cut_lines"],
+            src["invalid_utf8"],
+            src["errors"],
+            src["rotations"]
+        )?;
+    }
+    writeln!(out, "jails:")?;
+    for j in d["jails"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  {:<12} matched {}, tracked {}, bans {}, active {}",
+            s(&j["name"]),
+            j["matched"],
+            j["tracked"],
+            j["bans"],
+            j["active_bans"]
+        )?;
+    }
+    let c = &d["counters"];
+    writeln!(
+        out,
+        "counters: {} records, {} matched, {} findings, {} bans, {} allowlisted, {} enforcement errors, {} store errors",
+        c["records"],
+        c["matched"],
+        c["findings"],
+        c["bans"],
+        c["allowlisted"],
+        c["enforce_errors"],
+        c["store_errors"]
+    )?;
+    Ok(())
 }

@@ -25,9 +25,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?} (use s, m, h, d or w)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {c:?} (use s, m, h, d or w)"
+                ));
+            }
         };
-        let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}: a number must come before {c:?}"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: a number must come before {c:?}"))?;
         num.clear();
         total = n
             .checked_mul(unit)
@@ -35,7 +41,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("duration {s:?} is too large"))?;
     }
     if !num.is_empty() {
-        return Err(format!("invalid duration {s:?}: trailing number without unit"));
+        return Err(format!(
+            "invalid duration {s:?}: trailing number without unit"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -62,9 +70,20 @@ mod tests {
 
     #[test]
     fn parses_and_formats() {
-        let cases = [("10m", 600), ("1h30m", 5400), ("30d", 2_592_000), ("45", 45), ("2w", 1_209_600), ("90s", 90)];
+        let cases = [
+            ("10m", 600),
+            ("1h30m", 5400),
+            ("30d", 2_592_000),
+            ("45", 45),
+            ("2w", 1_209_600),
+            ("90s", 90),
+        ];
         for (text, secs) in cases {
-            assert_eq!(parse_duration(text).unwrap(), Duration::from_secs(secs), "{text}");
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
         }
         for bad in ["", "10x", "m", "10m5", "-1m"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");

@@ -137,7 +137,12 @@ pub struct ConfigErrors {
 
 fn render_errors(origin: &Option<PathBuf>, errors: &[(String, String)]) -> String {
     let mut s = match origin {
-        Some(p) => format!("invalid config {} ({} error{}):", p.display(), errors.len(), if errors.len() == 1 { "" } else { "s" }),
+        Some(p) => format!(
+            "invalid config {} ({} error{}):",
+            p.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        ),
         None => format!("invalid config ({} errors):", errors.len()),
     };
     for (path, msg) in errors {
@@ -161,28 +166,42 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::parse(&text, Some(&path)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::builtin_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Self::builtin_default())
+            }
             Err(e) => Err(ConfigErrors {
                 origin: Some(path.clone()),
-                errors: vec![(String::new(), format!("cannot read {}: {e}", path.display()))],
+                errors: vec![(
+                    String::new(),
+                    format!("cannot read {}: {e}", path.display()),
+                )],
             }),
         }
     }
 
     /// Parse and validate TOML text.
     pub fn parse(text: &str, origin: Option<&Path>) -> Result<Config, ConfigErrors> {
-        raw::parse(text).map(|mut c| {
-            c.origin = origin.map(Path::to_path_buf);
-            c
-        })
-        .map_err(|errors| ConfigErrors { origin: origin.map(Path::to_path_buf), errors })
+        raw::parse(text)
+            .map(|mut c| {
+                c.origin = origin.map(Path::to_path_buf);
+                c
+            })
+            .map_err(|errors| ConfigErrors {
+                origin: origin.map(Path::to_path_buf),
+                errors,
+            })
     }
 
     /// The configuration used when there is no file.
     pub fn builtin_default() -> Config {
         let auth_log = Path::new("/var/log/auth.log");
         let source = if auth_log.exists() {
-            SourceConfig { name: "auth".into(), kind: SourceKind::File { path: auth_log.into() } }
+            SourceConfig {
+                name: "auth".into(),
+                kind: SourceKind::File {
+                    path: auth_log.into(),
+                },
+            }
         } else {
             SourceConfig {
                 name: "journal".into(),

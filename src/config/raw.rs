@@ -10,7 +10,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::{Table, Value};
 
-use super::{Backend, Config, EnforceConfig, JailConfig, SourceConfig, SourceKind, StoreConfig, parse_duration};
+use super::{
+    Backend, Config, EnforceConfig, JailConfig, SourceConfig, SourceKind, StoreConfig,
+    parse_duration,
+};
 use crate::event::BanLength;
 
 type Errors = Vec<(String, String)>;
@@ -59,11 +62,19 @@ struct Section<'a> {
 
 impl<'a> Section<'a> {
     fn new(path: impl Into<String>, table: &'a Table) -> Self {
-        Self { path: path.into(), table, used: HashSet::new() }
+        Self {
+            path: path.into(),
+            table,
+            used: HashSet::new(),
+        }
     }
 
     fn key(&self, k: &str) -> String {
-        if self.path.is_empty() { k.to_string() } else { format!("{}.{k}", self.path) }
+        if self.path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{}.{k}", self.path)
+        }
     }
 
     fn get(&mut self, k: &'static str) -> Option<&'a Value> {
@@ -75,7 +86,10 @@ impl<'a> Section<'a> {
         match self.get(k)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                errs.push((self.key(k), format!("expected a string, found {}", other.type_str())));
+                errs.push((
+                    self.key(k),
+                    format!("expected a string, found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -98,13 +112,19 @@ impl<'a> Section<'a> {
                 for (i, v) in items.iter().enumerate() {
                     match v {
                         Value::String(s) => out.push(s.clone()),
-                        other => errs.push((format!("{key}[{i}]"), format!("expected a string, found {}", other.type_str()))),
+                        other => errs.push((
+                            format!("{key}[{i}]"),
+                            format!("expected a string, found {}", other.type_str()),
+                        )),
                     }
                 }
                 Some(out)
             }
             other => {
-                errs.push((key, format!("expected an array of strings, found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!("expected an array of strings, found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -116,7 +136,13 @@ impl<'a> Section<'a> {
             Value::String(s) => parse_duration(s).map_err(|e| errs.push((key, e))).ok(),
             Value::Integer(n) if *n >= 0 => Some(Duration::from_secs(*n as u64)),
             other => {
-                errs.push((key, format!("expected a duration like \"10m\", found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!(
+                        "expected a duration like \"10m\", found {}",
+                        other.type_str()
+                    ),
+                ));
                 None
             }
         }
@@ -131,7 +157,10 @@ impl<'a> Section<'a> {
                 None
             }
             other => {
-                errs.push((key, format!("expected an integer, found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!("expected an integer, found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -143,7 +172,10 @@ impl<'a> Section<'a> {
             Value::Integer(n) => Some(*n as f64),
             Value::Float(f) => Some(*f),
             other => {
-                errs.push((key, format!("expected a number, found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!("expected a number, found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -154,7 +186,10 @@ impl<'a> Section<'a> {
         match self.get(k)? {
             Value::Boolean(b) => Some(*b),
             other => {
-                errs.push((key, format!("expected true or false, found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!("expected true or false, found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -165,7 +200,10 @@ impl<'a> Section<'a> {
         match self.get(k)? {
             Value::Table(t) => Some(Section::new(key, t)),
             other => {
-                errs.push((key, format!("expected a table ([{k}]), found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!("expected a table ([{k}]), found {}", other.type_str()),
+                ));
                 None
             }
         }
@@ -180,13 +218,22 @@ impl<'a> Section<'a> {
                 for (i, v) in items.iter().enumerate() {
                     match v {
                         Value::Table(t) => out.push(Section::new(format!("{key}[{i}]"), t)),
-                        other => errs.push((format!("{key}[{i}]"), format!("expected a table ([[{k}]]), found {}", other.type_str()))),
+                        other => errs.push((
+                            format!("{key}[{i}]"),
+                            format!("expected a table ([[{k}]]), found {}", other.type_str()),
+                        )),
                     }
                 }
                 out
             }
             Some(other) => {
-                errs.push((key, format!("expected an array of tables ([[{k}]]), found {}", other.type_str())));
+                errs.push((
+                    key,
+                    format!(
+                        "expected an array of tables ([[{k}]]), found {}",
+                        other.type_str()
+                    ),
+                ));
                 Vec::new()
             }
         }
@@ -194,12 +241,19 @@ impl<'a> Section<'a> {
 
     /// Report keys nobody read.
     fn finish(self, errs: &mut Errors) {
-        let mut unknown: Vec<&String> = self.table.keys().filter(|k| !self.used.contains(k.as_str())).collect();
+        let mut unknown: Vec<&String> = self
+            .table
+            .keys()
+            .filter(|k| !self.used.contains(k.as_str()))
+            .collect();
         unknown.sort();
         for k in unknown {
             let mut known: Vec<&str> = self.used.iter().copied().collect();
             known.sort_unstable();
-            errs.push((self.key(k), format!("unknown key (known here: {})", known.join(", "))));
+            errs.push((
+                self.key(k),
+                format!("unknown key (known here: {})", known.join(", ")),
+            ));
         }
     }
 }
@@ -210,11 +264,16 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     }
     s.parse::<std::net::IpAddr>()
         .map(crate::event::host_net)
-        .map_err(|_| format!("{s:?} is not an IP address or CIDR (e.g. \"192.0.2.10\", \"2001:db8::/48\")"))
+        .map_err(|_| {
+            format!("{s:?} is not an IP address or CIDR (e.g. \"192.0.2.10\", \"2001:db8::/48\")")
+        })
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Parse and validate. Returns every error found.
@@ -229,8 +288,12 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
     let mut errs = Errors::new();
     let mut root = Section::new("", &table);
 
-    let state_dir = root.path("state_dir", &mut errs).unwrap_or_else(default_state_dir);
-    let control_socket = root.path("control_socket", &mut errs).unwrap_or_else(default_control_socket);
+    let state_dir = root
+        .path("state_dir", &mut errs)
+        .unwrap_or_else(default_state_dir);
+    let control_socket = root
+        .path("control_socket", &mut errs)
+        .unwrap_or_else(default_control_socket);
 
     let mut allow = Vec::new();
     if let Some(mut s) = root.table("allow", &mut errs) {
@@ -245,20 +308,32 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         s.finish(&mut errs);
     }
 
-    let mut enforce = EnforceConfig { backend: Backend::Nftables, table: default_table(), nft: PathBuf::from("nft") };
+    let mut enforce = EnforceConfig {
+        backend: Backend::Nftables,
+        table: default_table(),
+        nft: PathBuf::from("nft"),
+    };
     if let Some(mut s) = root.table("enforce", &mut errs) {
         if let Some(b) = s.string("backend", &mut errs) {
             match b.as_str() {
                 "nftables" => enforce.backend = Backend::Nftables,
                 "log" => enforce.backend = Backend::Log,
-                other => errs.push(("enforce.backend".into(), format!("unknown backend {other:?} (use \"nftables\" or \"log\")"))),
+                other => errs.push((
+                    "enforce.backend".into(),
+                    format!("unknown backend {other:?} (use \"nftables\" or \"log\")"),
+                )),
             }
         }
         if let Some(t) = s.string("table", &mut errs) {
             if valid_name(&t) {
                 enforce.table = t;
             } else {
-                errs.push(("enforce.table".into(), format!("{t:?} is not a valid table name (letters, digits, - and _, at most 64)")));
+                errs.push((
+                    "enforce.table".into(),
+                    format!(
+                        "{t:?} is not a valid table name (letters, digits, - and _, at most 64)"
+                    ),
+                ));
             }
         }
         if let Some(p) = s.path("nft", &mut errs) {
@@ -267,11 +342,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         s.finish(&mut errs);
     }
 
-    let mut store = StoreConfig { retention: default_retention() };
+    let mut store = StoreConfig {
+        retention: default_retention(),
+    };
     if let Some(mut s) = root.table("store", &mut errs) {
         if let Some(d) = s.duration("retention", &mut errs) {
             if d < Duration::from_secs(86_400) {
-                errs.push(("store.retention".into(), "must be at least 1d (escalation looks back over it)".into()));
+                errs.push((
+                    "store.retention".into(),
+                    "must be at least 1d (escalation looks back over it)".into(),
+                ));
             } else {
                 store.retention = d;
             }
@@ -289,24 +369,46 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         let kind = match (file, units) {
             (Some(path), None) => {
                 if journalctl.is_some() {
-                    errs.push((format!("{}.journalctl", s.path), "only applies to a journal source".into()));
+                    errs.push((
+                        format!("{}.journalctl", s.path),
+                        "only applies to a journal source".into(),
+                    ));
                 }
                 Some(SourceKind::File { path })
             }
-            (None, Some(units)) => Some(SourceKind::Journal { units, journalctl: journalctl.unwrap_or_else(|| PathBuf::from("journalctl")) }),
+            (None, Some(units)) => Some(SourceKind::Journal {
+                units,
+                journalctl: journalctl.unwrap_or_else(|| PathBuf::from("journalctl")),
+            }),
             (Some(_), Some(_)) => {
-                errs.push((path.clone(), "set either `file` or `journal_units`, not both".into()));
+                errs.push((
+                    path.clone(),
+                    "set either `file` or `journal_units`, not both".into(),
+                ));
                 None
             }
             (None, None) => {
-                errs.push((path.clone(), "missing `file = \"/path/to/log\"` or `journal_units = [\"ssh.service\"]`".into()));
+                errs.push((
+                    path.clone(),
+                    "missing `file = \"/path/to/log\"` or `journal_units = [\"ssh.service\"]`"
+                        .into(),
+                ));
                 None
             }
         };
         match name {
-            None => errs.push((format!("{path}.name"), "missing (every source needs a unique name)".into())),
-            Some(n) if !valid_name(&n) => errs.push((format!("{path}.name"), format!("{n:?} is not a valid name (letters, digits, - and _)"))),
-            Some(n) if sources.iter().any(|x| x.name == n) => errs.push((format!("{path}.name"), format!("duplicate source name {n:?}"))),
+            None => errs.push((
+                format!("{path}.name"),
+                "missing (every source needs a unique name)".into(),
+            )),
+            Some(n) if !valid_name(&n) => errs.push((
+                format!("{path}.name"),
+                format!("{n:?} is not a valid name (letters, digits, - and _)"),
+            )),
+            Some(n) if sources.iter().any(|x| x.name == n) => errs.push((
+                format!("{path}.name"),
+                format!("duplicate source name {n:?}"),
+            )),
             Some(n) => {
                 if let Some(kind) = kind {
                     sources.push(SourceConfig { name: n, kind });
@@ -325,30 +427,57 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             j.enabled = b;
         }
         match s.strings("sources", &mut errs) {
-            Some(list) if list.is_empty() => errs.push((format!("{path}.sources"), "must name at least one source".into())),
+            Some(list) if list.is_empty() => errs.push((
+                format!("{path}.sources"),
+                "must name at least one source".into(),
+            )),
             Some(list) => {
                 for (i, src) in list.iter().enumerate() {
-                    if !sources.iter().any(|x| &x.name == src) && !errs.iter().any(|(p, _)| p.starts_with("source[")) {
+                    if !sources.iter().any(|x| &x.name == src)
+                        && !errs.iter().any(|(p, _)| p.starts_with("source["))
+                    {
                         let known: Vec<&str> = sources.iter().map(|x| x.name.as_str()).collect();
-                        errs.push((format!("{path}.sources[{i}]"), format!("no [[source]] named {src:?} (defined: {})", if known.is_empty() { "none".into() } else { known.join(", ") })));
+                        errs.push((
+                            format!("{path}.sources[{i}]"),
+                            format!(
+                                "no [[source]] named {src:?} (defined: {})",
+                                if known.is_empty() {
+                                    "none".into()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        ));
                     }
                 }
                 j.sources = list;
             }
             None => {
                 if !s.table.contains_key("sources") {
-                    errs.push((format!("{path}.sources"), "missing (e.g. sources = [\"auth\"])".into()));
+                    errs.push((
+                        format!("{path}.sources"),
+                        "missing (e.g. sources = [\"auth\"])".into(),
+                    ));
                 }
             }
         }
         if let Some(rules) = s.strings("rules", &mut errs) {
             for (i, r) in rules.iter().enumerate() {
                 if !crate::matcher::known_rule_sets().contains(&r.as_str()) {
-                    errs.push((format!("{path}.rules[{i}]"), format!("unknown rule set {r:?} (built-in: {})", crate::matcher::known_rule_sets().join(", "))));
+                    errs.push((
+                        format!("{path}.rules[{i}]"),
+                        format!(
+                            "unknown rule set {r:?} (built-in: {})",
+                            crate::matcher::known_rule_sets().join(", ")
+                        ),
+                    ));
                 }
             }
             if rules.is_empty() {
-                errs.push((format!("{path}.rules"), "must name at least one rule set".into()));
+                errs.push((
+                    format!("{path}.rules"),
+                    "must name at least one rule set".into(),
+                ));
             }
             j.rules = rules;
         }
@@ -378,7 +507,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         if let Some(f) = s.float("ban_time_factor", &mut errs) {
             if !(1.0..=1000.0).contains(&f) {
-                errs.push((format!("{path}.ban_time_factor"), format!("{f} is out of range (1 to 1000; 1 disables escalation)")));
+                errs.push((
+                    format!("{path}.ban_time_factor"),
+                    format!("{f} is out of range (1 to 1000; 1 disables escalation)"),
+                ));
             } else {
                 j.ban_time_factor = f;
             }
@@ -388,17 +520,35 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         if let (BanLength::For(b), m) = (j.ban_time, j.ban_time_max) {
             if m < b {
-                errs.push((format!("{path}.ban_time_max"), format!("is shorter than ban_time ({} < {})", super::format_duration(m), super::format_duration(b))));
+                errs.push((
+                    format!("{path}.ban_time_max"),
+                    format!(
+                        "is shorter than ban_time ({} < {})",
+                        super::format_duration(m),
+                        super::format_duration(b)
+                    ),
+                ));
             }
         }
         if let Some(n) = s.integer("max_tracked", 1_000, 100_000_000, &mut errs) {
             j.max_tracked = n as usize;
         }
         match name {
-            None => errs.push((format!("{path}.name"), "missing (every jail needs a unique name)".into())),
-            Some(n) if !valid_name(&n) => errs.push((format!("{path}.name"), format!("{n:?} is not a valid name (letters, digits, - and _)"))),
-            Some(n) if n == "manual" => errs.push((format!("{path}.name"), "\"manual\" is reserved for bans made with `ravelin ban`".into())),
-            Some(n) if jails.iter().any(|x| x.name == n) => errs.push((format!("{path}.name"), format!("duplicate jail name {n:?}"))),
+            None => errs.push((
+                format!("{path}.name"),
+                "missing (every jail needs a unique name)".into(),
+            )),
+            Some(n) if !valid_name(&n) => errs.push((
+                format!("{path}.name"),
+                format!("{n:?} is not a valid name (letters, digits, - and _)"),
+            )),
+            Some(n) if n == "manual" => errs.push((
+                format!("{path}.name"),
+                "\"manual\" is reserved for bans made with `ravelin ban`".into(),
+            )),
+            Some(n) if jails.iter().any(|x| x.name == n) => {
+                errs.push((format!("{path}.name"), format!("duplicate jail name {n:?}")))
+            }
             Some(_) => jails.push(j),
         }
         s.finish(&mut errs);
@@ -406,7 +556,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
     root.finish(&mut errs);
 
     if errs.is_empty() {
-        Ok(Config { origin: None, state_dir, control_socket, allow, enforce, store, sources, jails })
+        Ok(Config {
+            origin: None,
+            state_dir,
+            control_socket,
+            allow,
+            enforce,
+            store,
+            sources,
+            jails,
+        })
     } else {
         Err(errs)
     }

@@ -83,16 +83,29 @@ bantime = "1h"
         "jail[0].ban_time_factor",
         "jail[0].bantime",
     ] {
-        assert!(paths.contains(&want), "missing error for {want}; got {paths:?}");
+        assert!(
+            paths.contains(&want),
+            "missing error for {want}; got {paths:?}"
+        );
     }
     let text = err.to_string();
-    assert!(text.starts_with("invalid config /etc/ravelin/ravelin.toml"), "{text}");
-    assert!(text.contains("enforce.backend: unknown backend \"iptables\""), "{text}");
+    assert!(
+        text.starts_with("invalid config /etc/ravelin/ravelin.toml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("enforce.backend: unknown backend \"iptables\""),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_jail_source_is_named() {
-    let err = Config::parse("[[source]]\nname=\"a\"\nfile=\"/x\"\n[[jail]]\nname=\"j\"\nsources=[\"b\"]\n", None).unwrap_err();
+    let err = Config::parse(
+        "[[source]]\nname=\"a\"\nfile=\"/x\"\n[[jail]]\nname=\"j\"\nsources=[\"b\"]\n",
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.errors.len(), 1, "{err}");
     assert_eq!(err.errors[0].0, "jail[0].sources[0]");
     assert!(err.errors[0].1.contains("defined: a"), "{err}");
@@ -118,5 +131,9 @@ fn permanent_ban_time_and_builtin_default() {
 #[test]
 fn missing_explicit_file_is_an_error() {
     let err = Config::load(Some(Path::new("/nonexistent/ravelin.toml"))).unwrap_err();
-    assert!(err.to_string().contains("cannot read /nonexistent/ravelin.toml"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot read /nonexistent/ravelin.toml"),
+        "{err}"
+    );
 }

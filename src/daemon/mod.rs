@@ -1,1 +1,296 @@
-//! daemon (being written)
+//! Assembly: load the config, open the store, set up enforcement, reconcile, start sources,
+//! serve the control socket, and handle SIGHUP (reload) and SIGTERM/SIGINT (clean stop).
+//!
+//! Process model: one process. The main tokio runtime runs the sources, the control socket
+//! and signal handling; the [`worker`] thread owns all pipeline state and does the blocking
+//! work (SQLite, `nft`). Stopping the daemon never touches the kernel table: bans stay in force
+//! with their kernel timeouts until the next start reconciles them.
+
+pub mod control;
+pub mod hostaddr;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::SystemClock;
+use crate::config::{Backend, Config, SourceConfig, SourceKind};
+use crate::enforce::{Enforcer, LogEnforcer, NftEnforcer, probe_nft};
+use crate::source::{self, SourceEvent, SourceStats};
+use crate::store::{SqliteStore, Store};
+use worker::{Command, SourceRegistry, Worker};
+
+/// Depth of the source -> worker queue. Sources wait when it is full (lines stay in the file).
+const EVENT_QUEUE: usize = 16_384;
+
+struct Running {
+    cfg: SourceConfig,
+    shutdown: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// `ravelin run`: the daemon in the foreground. Returns when stopped by a signal.
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path)?;
+    match &cfg.origin {
+        Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+        None => tracing::info!(
+            "no config file at {}; using the built-in default",
+            crate::config::DEFAULT_PATH
+        ),
+    }
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", cfg.state_dir.display()))?;
+    restrict_dir(&cfg.state_dir);
+    let store = SqliteStore::open(&cfg.db_path())?;
+    let mut enforcer: Box<dyn Enforcer> = match cfg.enforce.backend {
+        Backend::Nftables => {
+            probe_nft(&cfg.enforce.nft)?;
+            Box::new(NftEnforcer::new(
+                cfg.enforce.nft.clone(),
+                cfg.enforce.table.clone(),
+            ))
+        }
+        Backend::Log => Box::new(LogEnforcer::new()),
+    };
+    enforcer.setup()?;
+    let hosts = hostaddr::host_addresses();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async_main(
+        cfg,
+        config_path.map(Path::to_path_buf),
+        store,
+        enforcer,
+        hosts,
+    ))
+}
+
+fn restrict_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot restrict directory to 0700");
+    }
+}
+
+async fn async_main(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    mut store: SqliteStore,
+    enforcer: Box<dyn Enforcer>,
+    hosts: Vec<std::net::IpAddr>,
+) -> anyhow::Result<()> {
+    let listener = control::bind(&cfg.control_socket)?;
+    let socket_path = cfg.control_socket.clone();
+
+    // Checkpoints for the first set of sources are read before the store moves to the worker.
+    let mut checkpoints = HashMap::new();
+    for s in wanted_sources(&cfg) {
+        let key = checkpoint_key(&s);
+        if let Some(v) = store.load_checkpoint(&key)? {
+            checkpoints.insert(key, v);
+        }
+    }
+
+    let (ev_tx, ev_rx) = mpsc::channel::<SourceEvent>(EVENT_QUEUE);
+    let (ctl_tx, ctl_rx) = mpsc::channel(64);
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    let registry: SourceRegistry = Arc::new(Mutex::new(Vec::new()));
+
+    let worker = Worker::new(
+        cfg.clone(),
+        &hosts,
+        Arc::new(SystemClock),
+        Box::new(store),
+        enforcer,
+        registry.clone(),
+    )?;
+    let worker_thread = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(worker.run(ev_rx, ctl_rx, cmd_rx)),
+                Err(e) => tracing::error!(error = %e, "cannot start the pipeline runtime"),
+            }
+        })?;
+
+    let mut running: Vec<Running> = Vec::new();
+    for s in wanted_sources(&cfg) {
+        let cp = checkpoints.remove(&checkpoint_key(&s));
+        running.push(start_source(s, cp, ev_tx.clone(), &registry));
+    }
+    let server = tokio::spawn(control::serve(listener, ctl_tx));
+    tracing::info!(socket = %socket_path.display(), sources = running.len(), jails = cfg.jails.len(), "ravelin running");
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                match Config::load(config_path.as_deref()) {
+                    Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+                    Ok(new) => {
+                        running = reload_sources(running, &new, &ev_tx, &cmd_tx, &registry).await;
+                        let (tx, rx) = oneshot::channel();
+                        if cmd_tx.send(Command::Reload(Box::new(new), hostaddr::host_addresses(), tx)).await.is_ok() {
+                            for note in rx.await.unwrap_or_default() {
+                                tracing::warn!("{note}");
+                            }
+                        }
+                    }
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    server.abort();
+    for r in running {
+        stop_source(r).await;
+    }
+    drop(ev_tx);
+    drop(cmd_tx);
+    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped; kernel bans remain in force until their timeouts");
+    Ok(())
+}
+
+/// Sources referenced by an enabled jail (a defined but unused source is not started).
+fn wanted_sources(cfg: &Config) -> Vec<SourceConfig> {
+    cfg.sources
+        .iter()
+        .filter(|s| {
+            cfg.jails
+                .iter()
+                .any(|j| j.enabled && j.sources.contains(&s.name))
+        })
+        .cloned()
+        .collect()
+}
+
+fn file_spec(name: &str, path: &Path) -> source::file::FileSpec {
+    source::file::FileSpec {
+        name: Arc::from(name),
+        path: path.to_path_buf(),
+    }
+}
+
+fn journal_spec(name: &str, units: &[String], journalctl: &Path) -> source::journal::JournalSpec {
+    source::journal::JournalSpec {
+        name: Arc::from(name),
+        journalctl: journalctl.to_path_buf(),
+        units: units.to_vec(),
+    }
+}
+
+fn checkpoint_key(s: &SourceConfig) -> String {
+    match &s.kind {
+        SourceKind::File { path } => source::file::checkpoint_key(&file_spec(&s.name, path)),
+        SourceKind::Journal { units, journalctl } => {
+            source::journal::checkpoint_key(&journal_spec(&s.name, units, journalctl))
+        }
+    }
+}
+
+fn start_source(
+    s: SourceConfig,
+    checkpoint: Option<String>,
+    tx: mpsc::Sender<SourceEvent>,
+    registry: &SourceRegistry,
+) -> Running {
+    let (stx, srx) = watch::channel(false);
+    let stats = Arc::new(SourceStats::default());
+    let (handle, what) = match &s.kind {
+        SourceKind::File { path } => (
+            source::file::spawn(file_spec(&s.name, path), checkpoint, tx, srx, stats.clone()),
+            path.display().to_string(),
+        ),
+        SourceKind::Journal { units, journalctl } => (
+            source::journal::spawn(
+                journal_spec(&s.name, units, journalctl),
+                checkpoint,
+                tx,
+                srx,
+                stats.clone(),
+            ),
+            format!("journal {}", units.join(",")),
+        ),
+    };
+    if let Ok(mut r) = registry.lock() {
+        r.retain(|(n, _, _)| n != &s.name);
+        r.push((s.name.clone(), what, stats));
+    }
+    Running {
+        cfg: s,
+        shutdown: stx,
+        handle,
+    }
+}
+
+async fn stop_source(r: Running) {
+    let _ = r.shutdown.send(true);
+    let mut h = r.handle;
+    if tokio::time::timeout(Duration::from_secs(3), &mut h)
+        .await
+        .is_err()
+    {
+        tracing::warn!(source = %r.cfg.name, "source did not stop in 3s; aborting it");
+        h.abort();
+    }
+}
+
+/// Keep sources whose definition did not change (no gap, no re-read), stop the rest, start
+/// the new ones from their stored checkpoints.
+async fn reload_sources(
+    running: Vec<Running>,
+    cfg: &Config,
+    tx: &mpsc::Sender<SourceEvent>,
+    cmd: &mpsc::Sender<Command>,
+    registry: &SourceRegistry,
+) -> Vec<Running> {
+    let wanted = wanted_sources(cfg);
+    let mut keep = Vec::new();
+    for r in running {
+        if wanted.contains(&r.cfg) {
+            keep.push(r);
+        } else {
+            if let Ok(mut reg) = registry.lock() {
+                reg.retain(|(n, _, _)| n != &r.cfg.name);
+            }
+            stop_source(r).await;
+        }
+    }
+    for s in wanted {
+        if keep.iter().any(|r| r.cfg == s) {
+            continue;
+        }
+        let (otx, orx) = oneshot::channel();
+        let cp = if cmd
+            .send(Command::Checkpoint(checkpoint_key(&s), otx))
+            .await
+            .is_ok()
+        {
+            orx.await.ok().flatten()
+        } else {
+            None
+        };
+        keep.push(start_source(s, cp, tx.clone(), registry));
+    }
+    keep
+}

@@ -30,8 +30,14 @@ impl Escalation {
             BanLength::Permanent => BanLength::Permanent,
             BanLength::For(base) => {
                 let secs = base.as_secs_f64() * self.factor.powi(prior.min(1_000) as i32);
-                let capped = if secs.is_finite() { secs.min(self.max.as_secs_f64()) } else { self.max.as_secs_f64() };
-                BanLength::For(Duration::from_secs(capped.max(1.0).round() as u64).max(base.min(self.max)))
+                let capped = if secs.is_finite() {
+                    secs.min(self.max.as_secs_f64())
+                } else {
+                    self.max.as_secs_f64()
+                };
+                BanLength::For(
+                    Duration::from_secs(capped.max(1.0).round() as u64).max(base.min(self.max)),
+                )
             }
         }
     }
@@ -39,7 +45,13 @@ impl Escalation {
 
 /// Decide on a finding: allowlist check, then escalation. `prior` is how many times the
 /// target was banned within the store's retention window.
-pub fn decide(finding: &Finding, allow: &Allowlist, esc: &Escalation, prior: u32, now: SystemTime) -> Result<BanOrder, Refusal> {
+pub fn decide(
+    finding: &Finding,
+    allow: &Allowlist,
+    esc: &Escalation,
+    prior: u32,
+    now: SystemTime,
+) -> Result<BanOrder, Refusal> {
     let permit = allow.permit(finding.target)?;
     let length = esc.length(prior);
     Ok(BanOrder {
@@ -47,19 +59,39 @@ pub fn decide(finding: &Finding, allow: &Allowlist, esc: &Escalation, prior: u32
         length,
         start: now,
         jail: finding.jail.clone(),
-        reason: format!("{} {} in {} (detector {})", finding.count, if finding.count == 1 { "failure" } else { "failures" }, finding.jail, finding.detector),
+        reason: format!(
+            "{} {} in {} (detector {})",
+            finding.count,
+            if finding.count == 1 {
+                "failure"
+            } else {
+                "failures"
+            },
+            finding.jail,
+            finding.detector
+        ),
         level: prior,
     })
 }
 
 /// A ban asked for by the operator (`ravelin ban`). Still has to pass the allowlist.
-pub fn manual(target: ipnet::IpNet, length: BanLength, reason: &str, allow: &Allowlist, now: SystemTime) -> Result<BanOrder, Refusal> {
+pub fn manual(
+    target: ipnet::IpNet,
+    length: BanLength,
+    reason: &str,
+    allow: &Allowlist,
+    now: SystemTime,
+) -> Result<BanOrder, Refusal> {
     Ok(BanOrder {
         permit: allow.permit(target)?,
         length,
         start: now,
         jail: Arc::from("manual"),
-        reason: if reason.is_empty() { "manual ban".into() } else { reason.to_string() },
+        reason: if reason.is_empty() {
+            "manual ban".into()
+        } else {
+            reason.to_string()
+        },
         level: 0,
     })
 }
@@ -70,25 +102,54 @@ mod tests {
     use crate::clock::from_unix_secs;
 
     fn esc(base: u64, factor: f64, max: u64) -> Escalation {
-        Escalation { ban_time: BanLength::For(Duration::from_secs(base)), factor, max: Duration::from_secs(max) }
+        Escalation {
+            ban_time: BanLength::For(Duration::from_secs(base)),
+            factor,
+            max: Duration::from_secs(max),
+        }
     }
 
     #[test]
     fn ban_length_escalates_and_caps() {
         let e = esc(600, 2.0, 30 * 86_400);
-        let table = [(0, 600), (1, 1200), (2, 2400), (3, 4800), (12, 2_457_600), (13, 2_592_000), (500, 2_592_000), (u32::MAX, 2_592_000)];
+        let table = [
+            (0, 600),
+            (1, 1200),
+            (2, 2400),
+            (3, 4800),
+            (12, 2_457_600),
+            (13, 2_592_000),
+            (500, 2_592_000),
+            (u32::MAX, 2_592_000),
+        ];
         for (prior, secs) in table {
-            assert_eq!(e.length(prior), BanLength::For(Duration::from_secs(secs)), "prior {prior}");
+            assert_eq!(
+                e.length(prior),
+                BanLength::For(Duration::from_secs(secs)),
+                "prior {prior}"
+            );
         }
-        assert_eq!(esc(600, 1.0, 600).length(9), BanLength::For(Duration::from_secs(600)));
-        let perm = Escalation { ban_time: BanLength::Permanent, ..e };
+        assert_eq!(
+            esc(600, 1.0, 600).length(9),
+            BanLength::For(Duration::from_secs(600))
+        );
+        let perm = Escalation {
+            ban_time: BanLength::Permanent,
+            ..e
+        };
         assert_eq!(perm.length(0), BanLength::Permanent);
     }
 
     #[test]
     fn decide_needs_the_allowlist_and_records_the_level() {
         let allow = Allowlist::new(&["192.0.2.0/24".parse().unwrap()], &[]);
-        let f = |t: &str| Finding { target: t.parse().unwrap(), jail: Arc::from("sshd"), detector: "threshold", count: 5, time: from_unix_secs(5) };
+        let f = |t: &str| Finding {
+            target: t.parse().unwrap(),
+            jail: Arc::from("sshd"),
+            detector: "threshold",
+            count: 5,
+            time: from_unix_secs(5),
+        };
         let now = from_unix_secs(100);
         let o = decide(&f("203.0.113.9/32"), &allow, &esc(600, 2.0, 86_400), 2, now).unwrap();
         assert_eq!(o.target().to_string(), "203.0.113.9/32");
@@ -97,6 +158,15 @@ mod tests {
         assert_eq!(o.expires(), Some(from_unix_secs(2500)));
         assert!(o.reason.contains("5 failures in sshd"));
         assert!(decide(&f("192.0.2.7/32"), &allow, &esc(600, 2.0, 86_400), 0, now).is_err());
-        assert!(manual("127.0.0.1/32".parse().unwrap(), BanLength::Permanent, "", &allow, now).is_err());
+        assert!(
+            manual(
+                "127.0.0.1/32".parse().unwrap(),
+                BanLength::Permanent,
+                "",
+                &allow,
+                now
+            )
+            .is_err()
+        );
     }
 }

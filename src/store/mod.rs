@@ -50,7 +50,9 @@ impl BanRow {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened or migrated.
-    #[error("cannot open the store {path}: {source}; check that the state directory is writable by ravelin, or move the file aside to start a fresh store (kernel bans stay until their timeouts)")]
+    #[error(
+        "cannot open the store {path}: {source}; check that the state directory is writable by ravelin, or move the file aside to start a fresh store (kernel bans stay until their timeouts)"
+    )]
     Open {
         /// The database file.
         path: String,
@@ -58,7 +60,9 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The database was written by a newer ravelin.
-    #[error("the store {path} has schema version {found}, newer than this ravelin understands ({supported}); upgrade ravelin")]
+    #[error(
+        "the store {path} has schema version {found}, newer than this ravelin understands ({supported}); upgrade ravelin"
+    )]
     TooNew {
         /// The database file.
         path: String,
@@ -80,7 +84,8 @@ pub trait Store: Send {
     /// Record a new ban. An active ban on the same target is ended first (reason `replaced`).
     fn insert_ban(&mut self, ban: &BanRow) -> Result<i64, StoreError>;
     /// End the active ban(s) on `target`; returns how many were ended.
-    fn end_ban(&mut self, target: IpNet, at: SystemTime, reason: &str) -> Result<usize, StoreError>;
+    fn end_ban(&mut self, target: IpNet, at: SystemTime, reason: &str)
+    -> Result<usize, StoreError>;
     /// Bans in force at `now`.
     fn active_bans(&mut self, now: SystemTime) -> Result<Vec<BanRow>, StoreError>;
     /// How many bans `target` received since `since` (the escalation history).
@@ -90,7 +95,16 @@ pub trait Store: Send {
     /// A source checkpoint.
     fn load_checkpoint(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     /// Persist a source checkpoint.
-    fn save_checkpoint(&mut self, key: &str, value: &str, now: SystemTime) -> Result<(), StoreError>;
+    fn save_checkpoint(
+        &mut self,
+        key: &str,
+        value: &str,
+        now: SystemTime,
+    ) -> Result<(), StoreError>;
     /// Delete history older than `now - retention`; returns rows deleted.
-    fn prune(&mut self, now: SystemTime, retention: std::time::Duration) -> Result<usize, StoreError>;
+    fn prune(
+        &mut self,
+        now: SystemTime,
+        retention: std::time::Duration,
+    ) -> Result<usize, StoreError>;
 }

@@ -49,21 +49,35 @@ impl SqliteStore {
     /// Open (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
-        let open_err = |source| StoreError::Open { path: shown.clone(), source };
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
         // journal_mode returns a row; query it rather than execute.
-        let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(open_err)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(open_err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
-            return Err(StoreError::TooNew { path: shown, found: version, supported });
+            return Err(StoreError::TooNew {
+                path: shown,
+                found: version,
+                supported,
+            });
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.unchecked_transaction().map_err(open_err)?;
             tx.execute_batch(m).map_err(open_err)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(open_err)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }
         Ok(Self { conn })
@@ -89,8 +103,15 @@ fn row_to_ban(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<BanRow, StoreErr
         reason: r.get(3)?,
         level: r.get::<_, i64>(4)?.max(0) as u32,
         start: from_unix_secs(r.get::<_, i64>(5)?.max(0) as u64),
-        expires: r.get::<_, Option<i64>>(6)?.map(|e| from_unix_secs(e.max(0) as u64)),
-        ended: ended.map(|e| (from_unix_secs(e.max(0) as u64), end_reason.unwrap_or_default())),
+        expires: r
+            .get::<_, Option<i64>>(6)?
+            .map(|e| from_unix_secs(e.max(0) as u64)),
+        ended: ended.map(|e| {
+            (
+                from_unix_secs(e.max(0) as u64),
+                end_reason.unwrap_or_default(),
+            )
+        }),
     }))
 }
 
@@ -101,7 +122,11 @@ fn secs(t: SystemTime) -> i64 {
 }
 
 impl SqliteStore {
-    fn query_bans(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<BanRow>, StoreError> {
+    fn query_bans(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<BanRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params, row_to_ban)?;
         let mut out = Vec::new();
@@ -129,7 +154,12 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    fn end_ban(&mut self, target: IpNet, at: SystemTime, reason: &str) -> Result<usize, StoreError> {
+    fn end_ban(
+        &mut self,
+        target: IpNet,
+        at: SystemTime,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "UPDATE bans SET ended = ?2, end_reason = ?3 WHERE target = ?1 AND ended IS NULL AND (expires IS NULL OR expires > ?2)",
             params![target.to_string(), secs(at), reason],
@@ -151,7 +181,9 @@ impl Store for SqliteStore {
 
     fn history(&mut self, target: IpNet, limit: usize) -> Result<Vec<BanRow>, StoreError> {
         self.query_bans(
-            &format!("SELECT {COLUMNS} FROM bans WHERE target = ?1 ORDER BY start DESC, id DESC LIMIT ?2"),
+            &format!(
+                "SELECT {COLUMNS} FROM bans WHERE target = ?1 ORDER BY start DESC, id DESC LIMIT ?2"
+            ),
             params![target.to_string(), limit as i64],
         )
     }
@@ -164,12 +196,18 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn save_checkpoint(&mut self, key: &str, value: &str, now: SystemTime) -> Result<(), StoreError> {
-        self.conn.prepare_cached(
-            "INSERT INTO checkpoints (key, value, updated) VALUES (?1, ?2, ?3)
+    fn save_checkpoint(
+        &mut self,
+        key: &str,
+        value: &str,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO checkpoints (key, value, updated) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
-        )?
-        .execute(params![key, value, secs(now)])?;
+            )?
+            .execute(params![key, value, secs(now)])?;
         Ok(())
     }
 
@@ -179,7 +217,10 @@ impl Store for SqliteStore {
             "DELETE FROM bans WHERE start < ?1 AND (ended IS NOT NULL OR (expires IS NOT NULL AND expires < ?1))",
             params![cutoff],
         )?;
-        let cps = self.conn.execute("DELETE FROM checkpoints WHERE updated < ?1", params![cutoff])?;
+        let cps = self.conn.execute(
+            "DELETE FROM checkpoints WHERE updated < ?1",
+            params![cutoff],
+        )?;
         Ok(bans + cps)
     }
 }
@@ -204,7 +245,8 @@ mod tests {
     #[test]
     fn bans_round_trip_expire_end_and_count_as_history() {
         let mut s = SqliteStore::in_memory().unwrap();
-        s.insert_ban(&ban("203.0.113.7/32", 1000, Some(600))).unwrap();
+        s.insert_ban(&ban("203.0.113.7/32", 1000, Some(600)))
+            .unwrap();
         s.insert_ban(&ban("2001:db8::/64", 1000, None)).unwrap();
         let active = s.active_bans(from_unix_secs(1100)).unwrap();
         assert_eq!(active.len(), 2);
@@ -213,12 +255,26 @@ mod tests {
         // Expired by time.
         assert_eq!(s.active_bans(from_unix_secs(1601)).unwrap().len(), 1);
         // Ended by unban.
-        assert_eq!(s.end_ban("2001:db8::/64".parse().unwrap(), from_unix_secs(1700), "manual").unwrap(), 1);
+        assert_eq!(
+            s.end_ban(
+                "2001:db8::/64".parse().unwrap(),
+                from_unix_secs(1700),
+                "manual"
+            )
+            .unwrap(),
+            1
+        );
         assert!(s.active_bans(from_unix_secs(1701)).unwrap().is_empty());
         // History counts both bans of the address, replaced rows do not double count.
-        s.insert_ban(&ban("203.0.113.7/32", 2000, Some(1200))).unwrap();
-        s.insert_ban(&ban("203.0.113.7/32", 2100, Some(1200))).unwrap(); // replaces the one from 2000
-        assert_eq!(s.prior_bans("203.0.113.7/32".parse().unwrap(), from_unix_secs(0)).unwrap(), 2);
+        s.insert_ban(&ban("203.0.113.7/32", 2000, Some(1200)))
+            .unwrap();
+        s.insert_ban(&ban("203.0.113.7/32", 2100, Some(1200)))
+            .unwrap(); // replaces the one from 2000
+        assert_eq!(
+            s.prior_bans("203.0.113.7/32".parse().unwrap(), from_unix_secs(0))
+                .unwrap(),
+            2
+        );
         assert_eq!(s.active_bans(from_unix_secs(2200)).unwrap().len(), 1);
         let h = s.history("203.0.113.7/32".parse().unwrap(), 10).unwrap();
         assert_eq!(h.len(), 3);
@@ -231,28 +287,49 @@ mod tests {
         let path = dir.path().join("r.db");
         {
             let mut s = SqliteStore::open(&path).unwrap();
-            s.save_checkpoint("file:auth", "1:2:300", from_unix_secs(10)).unwrap();
-            s.save_checkpoint("file:auth", "1:2:400", from_unix_secs(20)).unwrap();
-            s.insert_ban(&ban("198.51.100.1/32", 100, Some(10))).unwrap();
+            s.save_checkpoint("file:auth", "1:2:300", from_unix_secs(10))
+                .unwrap();
+            s.save_checkpoint("file:auth", "1:2:400", from_unix_secs(20))
+                .unwrap();
+            s.insert_ban(&ban("198.51.100.1/32", 100, Some(10)))
+                .unwrap();
         }
         let mut s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.load_checkpoint("file:auth").unwrap().as_deref(), Some("1:2:400"));
+        assert_eq!(
+            s.load_checkpoint("file:auth").unwrap().as_deref(),
+            Some("1:2:400")
+        );
         assert_eq!(s.load_checkpoint("nope").unwrap(), None);
         let day = Duration::from_secs(86_400);
         assert_eq!(s.prune(from_unix_secs(100 + 86_400 * 2), day).unwrap(), 2);
-        assert_eq!(s.history("198.51.100.1/32".parse().unwrap(), 10).unwrap().len(), 0);
+        assert_eq!(
+            s.history("198.51.100.1/32".parse().unwrap(), 10)
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]
     fn a_newer_schema_or_garbage_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new.db");
-        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("upgrade ravelin"), "{err}");
         let junk = dir.path().join("junk.db");
-        std::fs::write(&junk, b"this is not a database, it is a text file of some length......").unwrap();
+        std::fs::write(
+            &junk,
+            b"this is not a database, it is a text file of some length......",
+        )
+        .unwrap();
         let err = SqliteStore::open(&junk).unwrap_err().to_string();
-        assert!(err.contains("cannot open the store") && err.contains("move the file aside"), "{err}");
+        assert!(
+            err.contains("cannot open the store") && err.contains("move the file aside"),
+            "{err}"
+        );
     }
 }
