@@ -1,0 +1,10 @@
+//! One integration binary (GUIDE habit 9): modules by topic. These tests run the real
+//! `ravelin` binary against real nftables inside a private network namespace per test, and
+//! skip (saying so) when not run as root or when nftables is missing; the README's test
+//! command installs everything they need.
+
+mod harness;
+
+mod bans;
+mod cli;
+mod rotation;
