@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine: installs what the tests use from
+# Debian's packages, then runs the CI gates (fmt, clippy, tests). Run as root (the tests make
+# network namespaces and drive real nftables).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v python3 >/dev/null || need+=(python3)
+# fail2ban: its sample sshd logs are read by the matcher tests (never copied into the repo).
+[ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need+=(fail2ban)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# fail2ban's package starts no service here (no systemd), but make sure none is running.
+pkill -x fail2ban-server 2>/dev/null || true
+
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked
