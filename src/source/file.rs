@@ -342,7 +342,7 @@ impl Problem {
 /// How to position the next file opened at the configured path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
-    /// At its end: first open of a file that existed when we started without a checkpoint.
+    /// At its end: a file readable at start, when there is no checkpoint.
     End,
     /// At 0: every file that appears (or is found rotated) later.
     Beginning,
@@ -410,6 +410,9 @@ impl Tailer {
         let mut events = vec![0u8; 8192];
 
         let mut flow = self.sync().await;
+        // Only a file readable right at start is read from its end; one that appears (or
+        // becomes readable) later is new, so it is read from its start.
+        self.start = Start::Beginning;
         while flow == Flow::Go {
             enum Wake {
                 Shutdown,
