@@ -16,9 +16,10 @@
 //! - The cursor of the last entry read is emitted as a [`SourceEvent::Checkpoint`] whenever the
 //!   child's output has been drained (one per batch, not per entry).
 //! - If the child cannot start or exits, it is restarted from the last cursor after a backoff
-//!   of 1 s doubling to 30 s (reset once a child delivered entries). The child is killed when
-//!   the task ends (`kill_on_drop`). Its stderr is logged at `warn`, a bounded number of lines
-//!   per run.
+//!   of 1 s doubling to 30 s (reset once a child delivered entries). A saved cursor that makes
+//!   three children in a row exit without output is dropped (start at the end) rather than
+//!   retried forever. The child is killed when the task ends (`kill_on_drop`). Its stderr is
+//!   logged at `warn`, a bounded number of lines per run.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -68,6 +69,18 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
     stats: Arc<SourceStats>,
 ) -> JoinHandle<()> {
+    spawn_with(spec, cursor, tx, shutdown, stats, BACKOFF_START)
+}
+
+/// [`spawn`] with a chosen first restart delay (tests use a short one).
+fn spawn_with(
+    spec: JournalSpec,
+    cursor: Option<String>,
+    tx: mpsc::Sender<SourceEvent>,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<SourceStats>,
+    backoff_start: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let cursor = cursor.filter(|c| {
             let ok = valid_cursor(c);
@@ -86,6 +99,7 @@ pub fn spawn(
             tx,
             shutdown,
             stats,
+            backoff_start,
         }
         .run()
         .await;
@@ -106,6 +120,8 @@ const STDERR_LINE_MAX: usize = 1024;
 const BAD_LINES_LOGGED: usize = 10;
 /// Longest cursor accepted (real ones are about 150 bytes).
 const MAX_CURSOR: usize = 1024;
+/// Children in a row that exit without delivering anything before a saved cursor is dropped.
+const FRUITLESS_RUNS_WITH_CURSOR: u32 = 3;
 /// How long the final checkpoint may wait for room in the channel.
 const FINAL_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to wait for a child whose stdout closed to exit before killing it.
@@ -136,7 +152,8 @@ fn args(spec: &JournalSpec, cursor: Option<&str>) -> Vec<OsString> {
 /// The fields we read from one `journalctl -o json` object; the rest are skipped unparsed.
 #[derive(Debug, Deserialize)]
 struct RawEntry {
-    #[serde(rename = "MESSAGE")]
+    /// `Some(Null)` (too long for journalctl to print) differs from absent.
+    #[serde(rename = "MESSAGE", default, deserialize_with = "present")]
     message: Option<Value>,
     #[serde(rename = "SYSLOG_IDENTIFIER")]
     identifier: Option<Value>,
@@ -146,6 +163,11 @@ struct RawEntry {
     realtime: Option<Value>,
     #[serde(rename = "__CURSOR")]
     cursor: Option<Value>,
+}
+
+/// Deserialize a field that is present (even as `null`) to `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// One parsed entry: the record body (if it had a usable message) and its cursor.
@@ -178,6 +200,10 @@ fn field_text(v: Option<&Value>, stats: &SourceStats) -> Option<String> {
 
 /// Parse one stdout line. `Err` means it was not a journal JSON object.
 fn parse_entry(line: &[u8], stats: &SourceStats) -> Result<Entry, serde_json::Error> {
+    // serde would also accept a JSON array for a struct; journal entries are objects.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(serde::de::Error::custom("not a JSON object"));
+    }
     let raw: RawEntry = serde_json::from_slice(line)?;
     let cursor = match &raw.cursor {
         Some(Value::String(c)) if valid_cursor(c) => Some(c.clone()),
@@ -298,7 +324,9 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 enum RunEnd {
     /// Shutdown requested or receiver gone: end the task.
     Stop,
-    /// The child could not start or exited; `delivered` says whether it produced entries.
+    /// The child could not be started.
+    SpawnFailed,
+    /// The child exited; `delivered` says whether it produced any journal entry.
     Exited { delivered: bool },
 }
 
@@ -312,19 +340,33 @@ struct Follower {
     tx: mpsc::Sender<SourceEvent>,
     shutdown: watch::Receiver<bool>,
     stats: Arc<SourceStats>,
+    /// First restart delay ([`BACKOFF_START`]; shorter in tests).
+    backoff_start: Duration,
 }
 
 impl Follower {
     async fn run(mut self) {
-        let mut backoff = BACKOFF_START;
+        let mut backoff = self.backoff_start;
+        let mut fruitless = 0u32;
         loop {
             match self.run_child().await {
                 RunEnd::Stop => break,
-                RunEnd::Exited { delivered } => {
-                    if delivered {
-                        backoff = BACKOFF_START;
-                    }
+                RunEnd::Exited { delivered: true } => {
+                    backoff = self.backoff_start;
+                    fruitless = 0;
                 }
+                RunEnd::Exited { delivered: false } => fruitless += 1,
+                RunEnd::SpawnFailed => {}
+            }
+            if fruitless >= FRUITLESS_RUNS_WITH_CURSOR && self.cursor.is_some() {
+                // A cursor journalctl rejects would otherwise blind us for good.
+                warn!(
+                    source = %self.spec.name,
+                    "journalctl keeps exiting when resumed from the saved cursor; starting at the end of the journal instead"
+                );
+                SourceStats::bump(&self.stats.errors);
+                self.cursor = None;
+                fruitless = 0;
             }
             SourceStats::bump(&self.stats.rotations);
             info!(source = %self.spec.name, "restarting journalctl in {backoff:?}");
@@ -391,7 +433,8 @@ impl Follower {
                 };
                 warn!(source = %name, "cannot start journalctl at {path}: {e}{hint}");
                 SourceStats::bump(&self.stats.errors);
-                return RunEnd::Exited { delivered: false };
+                // Not the cursor's fault: not counted as a fruitless run.
+                return RunEnd::SpawnFailed;
             }
         };
         debug!(source = %name, cursor = ?self.cursor, "journalctl started");
@@ -414,6 +457,7 @@ impl Follower {
             match read {
                 Ok(LineRead::Line) => match parse_entry(&line, &self.stats) {
                     Ok(entry) => {
+                        delivered = true;
                         if let Some(body) = entry.body {
                             SourceStats::bump(&self.stats.lines);
                             let record = Record {
@@ -423,7 +467,6 @@ impl Follower {
                             if !self.send(SourceEvent::Record(record)).await {
                                 return RunEnd::Stop;
                             }
-                            delivered = true;
                         }
                         if entry.cursor.is_some() {
                             self.cursor = entry.cursor;
