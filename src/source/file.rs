@@ -192,8 +192,10 @@ struct Tail {
     carry: Vec<u8>,
     /// Skipping the rest of a line that was already emitted cut.
     discarding: bool,
-    /// Hash of the first [`HEAD_LEN`] bytes, once known (they never change in a log file).
-    head_cache: Option<u64>,
+    /// The file's first bytes (at most [`HEAD_LEN`]) as we read them. They never change in a
+    /// log file, so different bytes there mean it was truncated and rewritten past our
+    /// position before we noticed the truncation (and they fingerprint the checkpoint).
+    head: Vec<u8>,
 }
 
 impl Tail {
@@ -206,7 +208,7 @@ impl Tail {
             pos,
             carry: Vec::new(),
             discarding: false,
-            head_cache: None,
+            head: Vec::new(),
         }
     }
 
@@ -220,6 +222,7 @@ impl Tail {
         }
         let mut tail = Tail::new(file, meta, path, cp.offset);
         tail.discarding = cp.discarding;
+        tail.load_head();
         Some(tail)
     }
 
@@ -228,25 +231,46 @@ impl Tail {
         self.pos = 0;
         self.carry.clear();
         self.discarding = false;
-        self.head_cache = None;
+        self.head.clear();
+    }
+
+    /// Read the head from the file, for a tail that starts past it (at the end, or resumed).
+    fn load_head(&mut self) {
+        let len = self.pos.min(HEAD_LEN) as usize;
+        let mut head = vec![0; len];
+        if self.file.read_exact_at(&mut head, 0).is_ok() {
+            self.head = head;
+        }
+    }
+
+    /// Remember the part of freshly read bytes (read at `at`) that extends the head.
+    fn note_head(&mut self, at: u64, data: &[u8]) {
+        let have = self.head.len();
+        if at == have as u64 && have < HEAD_LEN as usize {
+            let take = (HEAD_LEN as usize - have).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+        }
+    }
+
+    /// Whether the start of the file differs from what we read there (a missed truncation).
+    fn rewritten(&self) -> bool {
+        if self.head.is_empty() {
+            return false;
+        }
+        let mut now = [0; HEAD_LEN as usize];
+        let now = &mut now[..self.head.len()];
+        // A short read means the file shrank: the size check handles that.
+        self.file.read_exact_at(now, 0).is_ok() && *now != *self.head
     }
 
     fn checkpoint(&mut self) -> Checkpoint {
         // `carry` only ever holds bytes counted in `pos`, so this cannot underflow.
         let offset = self.pos.saturating_sub(self.carry.len() as u64);
-        let head_len = offset.min(HEAD_LEN);
-        let head = match self.head_cache {
-            Some(h) if head_len == HEAD_LEN => Some(h),
-            _ => head_hash(&self.file, head_len),
-        };
-        if head_len == HEAD_LEN {
-            self.head_cache = head;
-        }
-        let (head_len, head_hash) = match head {
-            Some(h) => (head_len, h),
-            // Unreadable head: fingerprint nothing rather than something wrong.
-            None => (0, fnv1a(&[])),
-        };
+        // The head holds every byte read from the start, so it covers `offset` up to HEAD_LEN
+        // (if a read of it failed, fingerprint less rather than something wrong).
+        let head_len = (offset.min(HEAD_LEN) as usize).min(self.head.len());
+        let head_hash = fnv1a(&self.head[..head_len]);
+        let head_len = head_len as u64;
         Checkpoint {
             dev: self.dev,
             ino: self.ino,
@@ -649,6 +673,7 @@ impl Tailer {
                 let mut last = [0u8];
                 tail.discarding =
                     tail.file.read_exact_at(&mut last, pos - 1).is_ok() && last[0] != b'\n';
+                tail.load_head();
             }
             self.cur = Some(tail);
             self.watch_file();
@@ -711,6 +736,12 @@ async fn drain(tail: &mut Tail, out: &mut Out, buf: &mut [u8]) -> Flow {
             info!(path = %tail.path.display(), "file was truncated (copytruncate?), reading it from the start");
             SourceStats::bump(&out.stats.rotations);
             tail.restart();
+        } else if size > tail.pos && tail.rewritten() {
+            // One ~1 KiB pread per read buys detection of a copytruncate that the writer
+            // refilled past our position while we were blocked on a full channel.
+            info!(path = %tail.path.display(), "file was truncated and rewritten, reading it from the start");
+            SourceStats::bump(&out.stats.rotations);
+            tail.restart();
         }
         if size == tail.pos {
             return Flow::Go;
@@ -725,6 +756,7 @@ async fn drain(tail: &mut Tail, out: &mut Out, buf: &mut [u8]) -> Flow {
                 return Flow::Go;
             }
         };
+        tail.note_head(tail.pos, &buf[..n]);
         if split_lines(tail, out, &buf[..n]).await == Flow::Stop {
             return Flow::Stop;
         }

@@ -20,7 +20,11 @@ struct Harness {
 }
 
 fn start(path: &Path, checkpoint: Option<String>) -> Harness {
-    let (tx, rx) = mpsc::channel(64);
+    start_with_capacity(path, checkpoint, 64)
+}
+
+fn start_with_capacity(path: &Path, checkpoint: Option<String>, capacity: usize) -> Harness {
+    let (tx, rx) = mpsc::channel(capacity);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(SourceStats::default());
     let spec = FileSpec {
@@ -293,6 +297,31 @@ async fn copytruncate_restarts_at_zero() {
     append(&path, b"after\n");
     assert_eq!(h.lines(1).await, ["after"]);
     assert_eq!(h.stat(|s| &s.rotations), 1);
+}
+
+#[tokio::test]
+async fn copytruncate_refilled_while_blocked_is_noticed() {
+    let (_dir, path) = setup();
+    std::fs::write(&path, b"").unwrap();
+    // Room for one event: the tailer blocks on the second line.
+    let mut h = start_with_capacity(&path, None, 1);
+    h.opened().await;
+    append(&path, b"old 1\nold 2\nold 3\n");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Truncated and refilled past the old position before the tailer can look.
+    std::fs::write(&path, b"new line number 1\nnew line number 2\n").unwrap();
+    assert_eq!(
+        h.lines(5).await,
+        [
+            "old 1",
+            "old 2",
+            "old 3",
+            "new line number 1",
+            "new line number 2"
+        ]
+    );
+    assert_eq!(h.stat(|s| &s.rotations), 1);
+    h.quiet().await;
 }
 
 #[tokio::test]
