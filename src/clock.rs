@@ -32,13 +32,19 @@ pub struct FakeClock {
 impl FakeClock {
     /// A fake clock at `start`.
     pub fn new(start: SystemTime) -> Self {
-        let micros = start.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
-        Self { micros: Arc::new(AtomicU64::new(micros)) }
+        let micros = start
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        Self {
+            micros: Arc::new(AtomicU64::new(micros)),
+        }
     }
 
     /// Move forward by `d`.
     pub fn advance(&self, d: Duration) {
-        self.micros.fetch_add(d.as_micros() as u64, Ordering::SeqCst);
+        self.micros
+            .fetch_add(d.as_micros() as u64, Ordering::SeqCst);
     }
 }
 
@@ -50,7 +56,9 @@ impl Clock for FakeClock {
 
 /// Seconds since the Unix epoch (0 for times before it).
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The time `secs` seconds after the Unix epoch.

@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn v4_mapped_is_normalised_to_ipv4() {
         let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
-        assert_eq!(normalize_addr(mapped), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            normalize_addr(mapped),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(normalize_addr(v6), v6);
         assert_eq!(host_net(mapped).to_string(), "203.0.113.7/32");

@@ -62,7 +62,11 @@ impl Allowlist {
         let target = normalize_net(target);
         for (entry, why) in &self.entries {
             if entry.contains(&target) || target.contains(entry) {
-                return Err(Refusal { target, entry: *entry, why });
+                return Err(Refusal {
+                    target,
+                    entry: *entry,
+                    why,
+                });
             }
         }
         Ok(Permit { target })
@@ -93,7 +97,10 @@ mod tests {
 
     fn list() -> Allowlist {
         Allowlist::new(
-            &["192.0.2.10/32".parse().unwrap(), "2001:db8:1::/48".parse().unwrap()],
+            &[
+                "192.0.2.10/32".parse().unwrap(),
+                "2001:db8:1::/48".parse().unwrap(),
+            ],
             &["198.51.100.5".parse().unwrap()],
         )
     }
@@ -103,19 +110,25 @@ mod tests {
         let l = list();
         let cases: &[(&str, bool)] = &[
             ("203.0.113.9/32", true),
-            ("192.0.2.10/32", false),       // configured address
-            ("192.0.2.0/24", false),        // prefix containing a configured address
-            ("127.0.0.1/32", false),        // loopback, always
-            ("::1/128", false),             // loopback, always
+            ("192.0.2.10/32", false),        // configured address
+            ("192.0.2.0/24", false),         // prefix containing a configured address
+            ("127.0.0.1/32", false),         // loopback, always
+            ("::1/128", false),              // loopback, always
             ("::ffff:127.0.0.1/128", false), // v4-mapped loopback
-            ("198.51.100.0/24", false),     // contains the host's own address
-            ("2001:db8:1:2::7/128", false), // inside a configured /48
+            ("198.51.100.0/24", false),      // contains the host's own address
+            ("2001:db8:1:2::7/128", false),  // inside a configured /48
             ("2001:db8:2::7/128", true),
         ];
         for (t, ok) in cases {
             let got = l.permit(t.parse().unwrap());
             assert_eq!(got.is_ok(), *ok, "{t}: {got:?}");
         }
-        assert_eq!(l.permit("203.0.113.9/32".parse().unwrap()).unwrap().target().to_string(), "203.0.113.9/32");
+        assert_eq!(
+            l.permit("203.0.113.9/32".parse().unwrap())
+                .unwrap()
+                .target()
+                .to_string(),
+            "203.0.113.9/32"
+        );
     }
 }

@@ -10,7 +10,7 @@
 //!   being appended to its ban, so the hot path is event-driven: an inotify watch on the open
 //!   file (through `/proc/self/fd/N`, so it follows the inode across renames) for `IN_MODIFY`,
 //!   and one on the parent directory for creates, moves, deletes and attribute changes. A slow
-//!   timer (1 s) re-runs the same idempotent [`sync`](Tailer::sync) step to self-heal missed
+//!   timer (1 s) re-runs the same idempotent `sync` step to self-heal missed
 //!   events, a vanished directory watch, or a file that was unreadable.
 //! - **One idempotent step.** Every wake-up (any inotify event, the timer) runs the same
 //!   "read what is new, then check what the path points at" step, so there is no event
@@ -18,6 +18,9 @@
 //! - **Checkpoints name the file, not the path**: device, inode, offset, and a hash of the
 //!   first (up to) 1 KiB, so a recycled inode number is not mistaken for the old file. On
 //!   start, a checkpointed inode found under a sibling name (`auth.log.1`) is finished first.
+//! - **Truncation is noticed two ways**: the size dropped below our position, or the first
+//!   bytes (kept as read, at most 1 KiB) changed. The second catches a copytruncate that the
+//!   writer refilled past our position while we were blocked on a full channel.
 //! - **Only whole lines are emitted.** A partial trailing line is held (at most [`MAX_LINE`]
 //!   bytes) until its newline arrives; a partial line left behind by a rotation or truncation
 //!   is dropped rather than emitted, because a cut line can look like a different address.
