@@ -319,7 +319,7 @@ impl Out {
 
     async fn line(&mut self, bytes: &[u8]) -> Flow {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let text = decode_bounded(bytes, false, &self.stats);
+        let text = decode_bounded(bytes, &self.stats);
         SourceStats::bump(&self.stats.lines);
         let record = Record {
             source: self.name.clone(),

@@ -195,7 +195,7 @@ fn field_bytes(v: &Value) -> Option<Cow<'_, [u8]>> {
 }
 
 fn field_text(v: Option<&Value>, stats: &SourceStats) -> Option<String> {
-    field_bytes(v?).map(|b| decode_bounded(&b, false, stats))
+    field_bytes(v?).map(|b| decode_bounded(&b, stats))
 }
 
 /// Parse one stdout line. `Err` means it was not a journal JSON object.
@@ -499,7 +499,12 @@ impl Follower {
         if !self.checkpoint().await {
             return RunEnd::Stop;
         }
-        match tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
+        let reaped = tokio::select! {
+            biased;
+            () = shutdown_requested(&mut self.shutdown) => return RunEnd::Stop,
+            r = tokio::time::timeout(REAP_TIMEOUT, child.wait()) => r,
+        };
+        match reaped {
             Ok(Ok(status)) => warn!(source = %name, "journalctl ({path}) exited: {status}"),
             Ok(Err(e)) => warn!(source = %name, "journalctl ({path}) closed its output: {e}"),
             Err(_) => {

@@ -69,15 +69,12 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Turn raw bytes into a `String` of at most [`MAX_LINE`] bytes, cut at a char boundary.
 ///
 /// Invalid UTF-8 is replaced (U+FFFD) and counted in `invalid_utf8`; a cut is counted in
-/// `cut_lines`. `already_cut` says the caller dropped bytes already (so the cut is counted
-/// once).
-pub(crate) fn decode_bounded(bytes: &[u8], already_cut: bool, stats: &SourceStats) -> String {
-    let mut cut = already_cut;
+/// `cut_lines`.
+pub(crate) fn decode_bounded(bytes: &[u8], stats: &SourceStats) -> String {
+    let mut cut = false;
     let bytes = if bytes.len() > MAX_LINE {
         cut = true;
         trim_incomplete_char(&bytes[..MAX_LINE])
-    } else if already_cut {
-        trim_incomplete_char(bytes)
     } else {
         bytes
     };
@@ -132,7 +129,7 @@ mod tests {
     #[test]
     fn short_valid_text_is_kept() {
         let stats = SourceStats::default();
-        assert_eq!(decode_bounded(b"hello", false, &stats), "hello");
+        assert_eq!(decode_bounded(b"hello", &stats), "hello");
         assert_eq!(stats.cut_lines.load(Ordering::Relaxed), 0);
         assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 0);
     }
@@ -140,7 +137,7 @@ mod tests {
     #[test]
     fn invalid_utf8_is_replaced_and_counted() {
         let stats = SourceStats::default();
-        assert_eq!(decode_bounded(b"a\xffb", false, &stats), "a\u{fffd}b");
+        assert_eq!(decode_bounded(b"a\xffb", &stats), "a\u{fffd}b");
         assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 1);
     }
 
@@ -149,7 +146,7 @@ mod tests {
         let stats = SourceStats::default();
         let mut long = vec![b'a'; MAX_LINE - 1];
         long.extend_from_slice("é and more".as_bytes()); // é straddles the cut
-        let s = decode_bounded(&long, false, &stats);
+        let s = decode_bounded(&long, &stats);
         assert_eq!(s.len(), MAX_LINE - 1);
         assert_eq!(stats.cut_lines.load(Ordering::Relaxed), 1);
         assert_eq!(stats.invalid_utf8.load(Ordering::Relaxed), 0);
@@ -158,7 +155,7 @@ mod tests {
     #[test]
     fn replacement_growth_is_still_bounded() {
         let stats = SourceStats::default();
-        let s = decode_bounded(&vec![0xff; MAX_LINE], false, &stats);
+        let s = decode_bounded(&vec![0xff; MAX_LINE], &stats);
         assert!(s.len() <= MAX_LINE);
         assert_eq!(stats.cut_lines.load(Ordering::Relaxed), 1);
     }
