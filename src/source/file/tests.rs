@@ -443,3 +443,34 @@ async fn closed_receiver_ends_the_task() {
         .expect("ends")
         .expect("no panic");
 }
+
+/// Not a benchmark (those live in bench/): a quick look at append -> record latency on this
+/// machine. `cargo test --lib latency_profile -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "prints timings; run by hand"]
+async fn latency_profile() {
+    let (_dir, path) = setup();
+    std::fs::write(&path, b"").unwrap();
+    let mut h = start(&path, None);
+    h.opened().await;
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut took = Vec::new();
+    for i in 0..1000 {
+        let t0 = Instant::now();
+        writeln!(
+            writer,
+            "Failed password for root from 203.0.113.5 port {i} ssh2"
+        )
+        .unwrap();
+        h.line_within(ARRIVES).await.unwrap();
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    println!(
+        "append -> record: p50 {:?}, p99 {:?}, max {:?}",
+        took[500], took[990], took[999]
+    );
+}
