@@ -193,6 +193,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(ns: &Netns, setup: &Setup) -> Self {
+        Self::start_with_env(ns, setup, &[])
+    }
+
+    pub fn start_with_env(ns: &Netns, setup: &Setup, env: &[(&str, &Path)]) -> Self {
         let stderr = setup.dir.path().join(format!("daemon-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let child = ns
             .cmd(BIN)
@@ -200,6 +204,7 @@ impl Daemon {
             .arg("--config")
             .arg(&setup.config)
             .env("RAVELIN_LOG", "debug")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

@@ -7,4 +7,5 @@ mod harness;
 
 mod bans;
 mod cli;
+mod journal;
 mod rotation;
