@@ -135,6 +135,10 @@ impl Times {
             }
             Times::Heap(v) => {
                 if v.len() < k {
+                    if v.len() == v.capacity() {
+                        // Double as a Vec would, but never past `k`.
+                        v.reserve_exact(v.len().max(INLINE + 1).min(k - v.len()));
+                    }
                     let pos = v.partition_point(|&x| x <= t);
                     v.insert(pos, t);
                 } else {

@@ -661,3 +661,25 @@ fn matches_a_naive_implementation_on_random_sequences() {
         "the random sequences barely fired ({fired}): a weak test"
     );
 }
+
+#[test]
+fn heap_storage_never_holds_more_than_max_retry() {
+    for k in [8usize, 9, 10, 20, 33, 1_000] {
+        let mut times = Times::for_k(k);
+        for t in 0..(2 * k as u32 + 5) {
+            times.insert(t, k);
+            let Times::Heap(v) = &times else {
+                panic!("k {k} is above INLINE")
+            };
+            assert!(
+                v.capacity() <= k,
+                "k {k}: capacity {} len {}",
+                v.capacity(),
+                v.len()
+            );
+            assert!(v.is_sorted(), "k {k}");
+        }
+        assert_eq!(times.as_slice().len(), k);
+        assert_eq!(times.newest(), Some(2 * k as u32 + 4));
+    }
+}
