@@ -13,12 +13,13 @@
 //!   bookkeeping of a ring.
 //! * **Compact.** Times are `u32` seconds relative to a base chosen at the first observation
 //!   (68 years either side of it are exact; beyond that values saturate, never wrap or
-//!   underflow). Up to [`INLINE`] times live inline in the table slot, so the usual
-//!   `max_retry` (3 to 7) costs no heap allocation per address; larger values spill to a
-//!   `Vec`. Addresses are keyed as one `u128` (IPv4 as `::ffff:a.b.c.d`, so IPv4 and
-//!   v4-mapped IPv6 are one key and both families take the same path). A slot is 48 bytes;
-//!   with the hash table's load factor that is about 50 to 105 bytes per tracked address
-//!   (see `docs/bench-detect.md`).
+//!   underflow). Up to [`INLINE`] (5) times live inline in the table slot, so the usual
+//!   `max_retry` (3 to 5) costs no heap allocation per address; larger values spill to a
+//!   boxed slice that grows up to `max_retry`. Addresses are keyed by their 128 bits (IPv4 as
+//!   `::ffff:a.b.c.d`, so IPv4 and v4-mapped IPv6 are one key and both families take the same
+//!   path). A table slot is 40 bytes; with the hash table's load factor (power-of-two sizes,
+//!   at most 7/8 full) that is 46 to 92 bytes per tracked address, 86 at one million (see
+//!   `docs/bench-detect.md`).
 //! * **Bounded.** At most `max_tracked` addresses are tracked. Inserting a new address at the
 //!   cap first sweeps entries that can no longer fire, then, if still above 90% of the cap,
 //!   evicts the least suspicious (fewest failures in the window, then oldest last failure)
@@ -46,9 +47,9 @@ pub const DETECTOR: &str = "threshold";
 /// Default cap on tracked addresses per detector ([`ThresholdParams::max_tracked`]).
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 
-/// How many event times are stored inline (without a heap allocation) per address. Seven is
-/// what fits in the 32-byte value slot next to the enum tag and length.
-pub const INLINE: usize = 7;
+/// How many event times are stored inline (without a heap allocation) per address: five
+/// (fail2ban's default `maxretry`) is what fits in 24 bytes next to the enum tag and length.
+pub const INLINE: usize = 5;
 
 /// How far before the first `now` the time base is put, so that earlier event times (read
 /// from old logs or a skewed clock) stay representable: 2^31 s, about 68 years.
@@ -83,12 +84,15 @@ impl Default for ThresholdParams {
 }
 
 /// The `k` largest event times of one address, sorted ascending, as seconds from the base.
+///
+/// 24 bytes either way: with the 16-byte [`Key`] a table slot is 40 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Times {
     /// `k <= INLINE`: the first `len` elements of `buf` are used.
     Inline { len: u8, buf: [u32; INLINE] },
-    /// `k > INLINE`: grows up to `k` elements.
-    Heap(Vec<u32>),
+    /// `k > INLINE`: the first `len` elements of `buf` are used; `buf.len()` is the capacity,
+    /// grown by doubling up to `k` (a boxed slice, not a `Vec`, to save the capacity word).
+    Heap { len: u32, buf: Box<[u32]> },
 }
 
 impl Times {
@@ -100,15 +104,19 @@ impl Times {
                 buf: [0; INLINE],
             }
         } else {
-            Times::Heap(Vec::new())
+            Times::Heap {
+                len: 0,
+                buf: Box::default(),
+            }
         }
     }
 
     fn as_slice(&self) -> &[u32] {
-        match self {
-            Times::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or(&[]),
-            Times::Heap(v) => v,
-        }
+        let (len, buf): (usize, &[u32]) = match self {
+            Times::Inline { len, buf } => (usize::from(*len), buf),
+            Times::Heap { len, buf } => (usize::try_from(*len).unwrap_or(usize::MAX), buf),
+        };
+        buf.get(..len).unwrap_or(buf)
     }
 
     /// The latest stored time (the address's last failure).
@@ -127,23 +135,25 @@ impl Times {
     fn insert(&mut self, t: u32, k: usize) {
         match self {
             Times::Inline { len, buf } => {
-                let cap = k.min(INLINE);
-                if let Some(live) = buf.get_mut(..cap) {
+                if let Some(live) = buf.get_mut(..k.min(INLINE)) {
                     let n = push_top_k(live, usize::from(*len), t);
                     *len = u8::try_from(n).unwrap_or(u8::MAX);
                 }
             }
-            Times::Heap(v) => {
-                if v.len() < k {
-                    if v.len() == v.capacity() {
-                        // Double as a Vec would, but never past `k`.
-                        v.reserve_exact(v.len().max(INLINE + 1).min(k - v.len()));
+            Times::Heap { len, buf } => {
+                let n = usize::try_from(*len).unwrap_or(usize::MAX).min(buf.len());
+                if n < k && n == buf.len() {
+                    // Full below `k`: double (at least past INLINE), never beyond `k`.
+                    let cap = n.saturating_mul(2).max(INLINE + 1).min(k);
+                    let mut grown = vec![0; cap].into_boxed_slice();
+                    if let (Some(dst), Some(src)) = (grown.get_mut(..n), buf.get(..n)) {
+                        dst.copy_from_slice(src);
                     }
-                    let pos = v.partition_point(|&x| x <= t);
-                    v.insert(pos, t);
-                } else {
-                    let n = v.len();
-                    push_top_k(v, n, t);
+                    *buf = grown;
+                }
+                if let Some(live) = buf.get_mut(..k.min(buf.len())) {
+                    let n = push_top_k(live, n, t);
+                    *len = u32::try_from(n).unwrap_or(u32::MAX);
                 }
             }
         }
@@ -153,16 +163,21 @@ impl Times {
     fn retarget(&mut self, k: usize) {
         let s = self.as_slice();
         let keep = s.get(s.len().saturating_sub(k)..).unwrap_or(&[]);
-        let mut next = Times::for_k(k);
-        match &mut next {
-            Times::Inline { len, buf } => {
-                if let Some(dst) = buf.get_mut(..keep.len()) {
-                    dst.copy_from_slice(keep);
-                    *len = u8::try_from(keep.len()).unwrap_or(u8::MAX);
-                }
+        let next = if k <= INLINE {
+            let mut buf = [0; INLINE];
+            if let Some(dst) = buf.get_mut(..keep.len()) {
+                dst.copy_from_slice(keep);
             }
-            Times::Heap(v) => v.extend_from_slice(keep),
-        }
+            Times::Inline {
+                len: u8::try_from(keep.len()).unwrap_or(u8::MAX),
+                buf,
+            }
+        } else {
+            Times::Heap {
+                len: u32::try_from(keep.len()).unwrap_or(u32::MAX),
+                buf: keep.into(),
+            }
+        };
         *self = next;
     }
 }
@@ -192,19 +207,24 @@ fn push_top_k(buf: &mut [u32], n: usize, t: u32) -> usize {
     }
 }
 
-/// The table key of an address: IPv4 as its v4-mapped IPv6 form.
-fn key_of(addr: IpAddr) -> u128 {
-    match normalize_addr(addr) {
+/// The table key of an address: its 128 bits (IPv4 as its v4-mapped IPv6 form), as two
+/// `u64`s rather than a `u128` so that the slot is 8-aligned (40 bytes, not 48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
+
+fn key_of(addr: IpAddr) -> Key {
+    let bits = match normalize_addr(addr) {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
-    }
+    };
+    Key((bits >> 64) as u64, bits as u64)
 }
 
 /// One jail's threshold detector. See the [module docs](self) for the design.
 pub struct ThresholdDetector {
     jail: Arc<str>,
     params: ThresholdParams,
-    windows: HashMap<u128, Times>,
+    windows: HashMap<Key, Times>,
     /// Unix seconds that relative time 0 stands for; set by the first observation.
     base: Option<u64>,
     /// The latest relative event time seen: a stand-in for `now` where none is given.
