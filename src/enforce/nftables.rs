@@ -423,12 +423,11 @@ impl Enforcer for NftEnforcer {
 
     fn verify(&mut self) -> Result<(), EnforceError> {
         self.check_table()?;
-        // `-t` (terse) leaves set elements out: cheap even with 100k bans.
-        let v = self.list_json(
-            &["-t", "list", "table", "inet", &self.table],
-            "verify the table",
-        )?;
-        let missing = missing_parts(&v);
+        // `-t` (terse) leaves set elements out. `list ruleset inet` is used because nft 1.0.6
+        // still fetches every element for `list table` or `list chain` even when terse (0.6 s
+        // with 100k bans), but not for `list ruleset` (a few ms).
+        let v = self.list_json(&["-t", "list", "ruleset", "inet"], "verify the table")?;
+        let missing = missing_parts(&v, &self.table);
         if missing.is_empty() {
             Ok(())
         } else {
@@ -796,12 +795,31 @@ fn resolve_prefixes(fam: Family, kernel: Vec<RangeElem>, changes: &[(IpNet, NetO
     PrefixPlan { deletes, adds }
 }
 
-/// What is missing from a terse table listing for bans to be enforced.
-fn missing_parts(v: &Value) -> Vec<String> {
-    let items: &[Value] = v
+/// What is missing from a terse ruleset listing for bans to be enforced in `inet <table>`.
+fn missing_parts(v: &Value, table: &str) -> Vec<String> {
+    let all: &[Value] = v
         .get("nftables")
         .and_then(Value::as_array)
         .map_or(&[], |a| a.as_slice());
+    let inet = |o: &Value, key: &str| {
+        o.get("family").and_then(Value::as_str) == Some("inet")
+            && o.get(key).and_then(Value::as_str) == Some(table)
+    };
+    // Each item is `{"table"|"set"|"chain"|"rule": {...}}`; keep only our table's.
+    let has_table = all
+        .iter()
+        .any(|i| i.get("table").is_some_and(|t| inet(t, "name")));
+    if !has_table {
+        return vec![format!("table inet {table}")];
+    }
+    let items: Vec<&Value> = all
+        .iter()
+        .filter(|i| {
+            ["set", "chain", "rule"]
+                .iter()
+                .any(|k| i.get(*k).is_some_and(|o| inet(o, "table")))
+        })
+        .collect();
     let mut missing = Vec::new();
     for (set, _, _) in SETS {
         let present = items.iter().any(|i| {

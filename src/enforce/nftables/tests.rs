@@ -417,7 +417,12 @@ fn setup_creates_the_layout_and_twice_keeps_bans() {
     probe_nft(Path::new(NFT)).unwrap();
     let mut e = ready();
     let v = raw(&["-t", "list", "table", "inet", T]);
-    assert!(missing_parts(&v).is_empty(), "{:?}", missing_parts(&v));
+    assert!(
+        missing_parts(&v, T).is_empty(),
+        "{:?}",
+        missing_parts(&v, T)
+    );
+    assert_eq!(missing_parts(&v, "other"), ["table inet other"]);
     let items = v["nftables"].as_array().unwrap();
     let rules = items.iter().filter(|i| i.get("rule").is_some()).count();
     assert_eq!(rules, 8, "4 drop rules in each of input and forward");
@@ -675,7 +680,8 @@ fn verify_fails_when_rules_are_removed() {
     raw_script(&format!("delete chain inet {T} forward\n"));
     assert!(e.verify().is_err());
     raw_script(&format!("delete table inet {T}\n"));
-    assert!(matches!(e.verify(), Err(EnforceError::Failed { .. })));
+    let err = e.verify().unwrap_err();
+    assert!(err.to_string().contains("table inet ravelin"), "{err}");
 }
 
 #[test]
