@@ -111,34 +111,39 @@ fn main() {
     }
     let p10k = permits(10_000, 0);
     let p100k = permits(100_000, 1);
-    let mut rows: Vec<(String, Duration, usize)> = Vec::new();
-
-    rows.push((
-        "ravelin apply, 10k in one batch".into(),
-        bench_apply(&p10k, usize::MAX, false),
-        10_000,
-    ));
-    rows.push((
-        "ravelin apply, 100k in one batch".into(),
-        bench_apply(&p100k, usize::MAX, false),
-        100_000,
-    ));
-    rows.push((
-        "ravelin apply, 100k in batches of 1,000".into(),
-        bench_apply(&p100k, 1_000, false),
-        100_000,
-    ));
-    rows.push((
-        "ravelin apply, 100k in one batch, portable add/delete/add idiom".into(),
-        bench_apply(&p100k, usize::MAX, true),
-        100_000,
-    ));
+    let mut rows: Vec<(String, Duration, usize)> = vec![
+        (
+            "ravelin apply, 10k in one batch".into(),
+            bench_apply(&p10k, usize::MAX, false),
+            10_000,
+        ),
+        (
+            "ravelin apply, 100k in one batch".into(),
+            bench_apply(&p100k, usize::MAX, false),
+            100_000,
+        ),
+        (
+            "ravelin apply, 100k in batches of 1,000".into(),
+            bench_apply(&p100k, 1_000, false),
+            100_000,
+        ),
+        (
+            "ravelin apply, 100k in one batch, portable add/delete/add idiom".into(),
+            bench_apply(&p100k, usize::MAX, true),
+            100_000,
+        ),
+    ];
 
     // Refresh all 100k (they already exist), list and verify with 100k present.
     let mut e = fresh();
     let changes = adds(&p100k);
     e.apply(&changes).expect("apply");
-    let (mut refresh, mut list, mut verify) = (Vec::new(), Vec::new(), Vec::new());
+    let removes: Vec<Change<'_>> = p100k
+        .iter()
+        .map(|p| Change::Remove { target: p.target() })
+        .collect();
+    let (mut refresh, mut list, mut verify, mut unban) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let s = Instant::now();
         e.apply(&changes).expect("refresh");
@@ -150,6 +155,11 @@ fn main() {
         let s = Instant::now();
         e.verify().expect("verify");
         verify.push(s.elapsed());
+        let s = Instant::now();
+        e.apply(&removes).expect("unban");
+        unban.push(s.elapsed());
+        assert!(e.list().expect("list").is_empty());
+        e.apply(&changes).expect("re-ban");
     }
     rows.push((
         "ravelin apply, re-add (refresh) 100k existing".into(),
