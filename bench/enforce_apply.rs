@@ -77,6 +77,9 @@ fn ms(d: Duration) -> String {
 }
 
 fn per_ban(d: Duration, n: usize) -> String {
+    if n < 2 {
+        return "-".into();
+    }
     format!("{:.2} µs", d.as_secs_f64() * 1e6 / n as f64)
 }
 
@@ -169,6 +172,11 @@ fn main() {
     rows.push((
         "ravelin list() with 100k bans".into(),
         median(list),
+        100_000,
+    ));
+    rows.push((
+        "ravelin apply, unban 100k in one batch".into(),
+        median(unban),
         100_000,
     ));
     rows.push(("ravelin verify() with 100k bans".into(), median(verify), 1));
