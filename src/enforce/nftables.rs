@@ -241,6 +241,12 @@ impl NftEnforcer {
         s
     }
 
+    /// Does `inet <table>` exist? (Used only to explain a failed setup.)
+    fn table_exists(&self) -> bool {
+        self.list_json(&["-t", "list", "ruleset", "inet"], "list tables")
+            .is_ok_and(|v| missing_parts(&v, &self.table) != [format!("table inet {}", self.table)])
+    }
+
     /// Learn whether this kernel refreshes a timeout on a plain re-add, in a scratch set.
     fn probe_refresh(&self) -> bool {
         let t = &self.table;
@@ -340,7 +346,12 @@ impl Enforcer for NftEnforcer {
         let script = Self::layout_script(&self.table);
         match run_nft(&self.nft, &["-f", "-"], Some(&script))? {
             Ok(_) => {}
-            Err(f) if f.stderr.contains("File exists") => {
+            // A set or chain of ours exists with other flags, type, hook or priority: nft
+            // says "File exists" or "Operation not supported" depending on the object.
+            Err(f)
+                if f.stderr.contains("File exists")
+                    || (f.stderr.contains("Operation not supported") && self.table_exists()) =>
+            {
                 return Err(EnforceError::Layout {
                     table: self.table.clone(),
                     detail: f.bounded(),

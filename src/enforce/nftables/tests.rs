@@ -698,6 +698,12 @@ fn a_layout_conflict_is_reported_with_the_fix() {
         err.to_string().contains("nft delete table inet ravelin"),
         "{err}"
     );
+    // A chain of ours on another priority.
+    raw_script(&format!(
+        "delete table inet {T}\nadd table inet {T}\nadd chain inet {T} input {{ type filter hook input priority 0; }}\n"
+    ));
+    let err = NftEnforcer::new(NFT.into(), T.into()).setup().unwrap_err();
+    assert!(matches!(err, EnforceError::Layout { .. }), "{err:?}");
 }
 
 #[test]
