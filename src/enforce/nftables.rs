@@ -40,10 +40,21 @@
 //! [`Enforcer::apply`] writes one script and feeds it to one `nft -f -` process: the kernel
 //! applies it as one transaction (all or nothing). Per address set:
 //!
-//! - Re-adding an element must refresh its timeout. Kernels since 6.10 do that for a plain
-//!   `add element ... timeout` (probed once in [`Enforcer::setup`]); otherwise, and always
-//!   for permanent bans, we write `add X` (no-op if present), `delete X`, `add X timeout T`.
+//! - Re-adding an element must refresh its timeout. Recent kernels (6.18 here) update the
+//!   timeout of an existing element on a plain `add element ... timeout`; older ones kept the
+//!   old one (CrowdSec's re-adds did not extend bans). [`Enforcer::setup`] probes which in a
+//!   scratch set. Without it, and always for permanent bans, we write `add X` (no-op if
+//!   present), `delete X`, `add X timeout T`: portable, about 2.5x slower.
 //! - Removing an absent element must not fail the batch: `add X` then `delete X`.
+//! - Size: 100k changes take ~0.4 s; one transaction of 1M elements also works (4.7 s, nft
+//!   peaks at ~390 MB), so callers should keep batches to ~100k.
+//!
+//! [`Enforcer::setup`] is `add table/set/chain` (no-ops when present) plus `flush chain` and
+//! the drop rules for our two chains, in one transaction: idempotent, self-repairing if a rule
+//! was deleted, atomic (no window without rules), and it never flushes a set, so bans survive
+//! restarts. The rules' counters restart from zero. A set or chain of ours with another shape
+//! is reported as [`EnforceError::Layout`] rather than replaced, since replacing a set
+//! would drop its bans.
 //!
 //! Prefix sets are small, so before a batch that touches them we list them and resolve
 //! overlaps in memory, then write exact `delete`s and `add`s (the `add X; delete X` guard
