@@ -61,7 +61,7 @@ impl Enforcer for LogEnforcer {
                 }
                 Change::Remove { target } => {
                     info!(%target, "dry run: would unban");
-                    self.bans.remove(target);
+                    self.bans.remove(&target.trunc());
                 }
             }
         }

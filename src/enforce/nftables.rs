@@ -67,6 +67,9 @@
 //!   the ban the daemon asked for; removing the narrower prefix later is then a no-op.
 //! - removing a prefix deletes only an element equal to it.
 //!
+//! [`Enforcer::list`] reports every element as a CIDR; a range that is not one prefix (we never
+//! write those, but someone else might) is reported as the CIDRs that cover it exactly.
+//!
 //! If the kernel expired an element between the listing and the transaction, the transaction
 //! fails as a whole and is retried once with a fresh listing.
 //!
@@ -114,6 +117,7 @@ const SETS: [(&str, Family, bool); 4] = [
     (SET_NET6, Family::V6, true),
 ];
 
+/// Address family of a target, and so of the sets it goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     V4,
@@ -164,7 +168,7 @@ impl Family {
 pub struct NftEnforcer {
     nft: PathBuf,
     table: String,
-    /// Does a plain `add element ... timeout` refresh an existing element? (kernel >= 6.10)
+    /// Does a plain `add element ... timeout` refresh an existing element? (probed in setup)
     refresh_by_readd: bool,
 }
 
