@@ -64,8 +64,10 @@ impl Netns {
     }
 
     pub fn all_elements(&self) -> Vec<String> {
-        let mut v = self.elements("ravelin", "ban4");
-        v.extend(self.elements("ravelin", "ban6"));
+        let mut v = Vec::new();
+        for set in ["ban4", "ban6", "ban4net", "ban6net"] {
+            v.extend(self.elements("ravelin", set));
+        }
         v
     }
 
