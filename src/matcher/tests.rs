@@ -745,3 +745,53 @@ fn fail2ban_sample_log() {
         bad.join("\n")
     );
 }
+
+/// The fast path (one anchored automaton picking a rule group) agrees with the naive path
+/// (try every rule of the table in order whose lead starts the message) on every sample.
+#[test]
+fn automaton_dispatch_agrees_with_naive_scan() {
+    let m = sshd();
+    let naive = |line: &str| -> Option<(&'static str, IpAddr)> {
+        let h = header::parse(line, now())?;
+        if !SSHD_PROGRAMS.contains(&h.program) {
+            return None;
+        }
+        let msg = strip_level(h.message);
+        sshd::RULES
+            .iter()
+            .filter(|r| msg.starts_with(r.lead))
+            .find_map(|r| r.apply(msg, r.lead.len()).map(|e| (r.id, e.addr)))
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sshd");
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        lines.extend(
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
+    if let Ok(t) =
+        std::fs::read_to_string("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/sshd")
+    {
+        lines.extend(t.lines().map(String::from));
+    }
+    let mut rng = Rng(42);
+    let n = lines.len();
+    for i in 0..n * 20 {
+        let mut b = lines[i % n].clone().into_bytes();
+        if !b.is_empty() {
+            let p = (rng.next() as usize) % b.len();
+            b[p] = b" :.0aF"[(rng.next() % 6) as usize];
+        }
+        lines.push(String::from_utf8_lossy(&b).into_owned());
+    }
+    for line in &lines {
+        let fast = m
+            .match_line(line, now())
+            .matched()
+            .map(|x| (x.rule, x.addr));
+        assert_eq!(fast, naive(line), "{line}");
+    }
+}
