@@ -642,84 +642,85 @@ fn annotated_fixtures() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// Every line fail2ban's sample log marks `"match": true` with a `"host"` gives that address,
-/// except the listed lines, which are out of scope for a stateless, DNS-free matcher.
-#[test]
-fn fail2ban_sample_log() {
-    const PATH: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/sshd";
-    let Ok(text) = std::fs::read_to_string(PATH) else {
-        eprintln!("note: {PATH} not installed; skipping the fail2ban sample check");
+/// Lines of fail2ban's samples that ravelin deliberately does not match, with the reason
+/// (substring of the line, reason).
+const F2B_EXCLUDED: &[(&str, &str)] = &[
+    (
+        "from example.com",
+        "host name, not an address: ravelin never resolves names",
+    ),
+    (
+        "192.030.0.6",
+        "leading-zero octet: ambiguous (octal?) and rejected by std's parser",
+    ),
+    (
+        "[sshd]",
+        "tag `[sshd]` without a program name: a non-syslog producer",
+    ),
+    (
+        "ssh2: from 10.10.1.2 port 55555 ssh2",
+        "client text on both sides of two valid addresses: ambiguous, ravelin refuses",
+    ),
+    (
+        "Disconnecting: Too many authentication failures",
+        "no address on the line (multi-line)",
+    ),
+    (
+        "Read from socket failed",
+        "no address on the line (multi-line)",
+    ),
+    (
+        "kex_exchange_identification",
+        "no address on the line (multi-line)",
+    ),
+    (
+        "Unable to negotiate a key exchange method",
+        "no address on the line (multi-line)",
+    ),
+    (
+        "no matching mac found:",
+        "no address on the line (multi-line)",
+    ),
+    (
+        "Connection closed by 192.0.2.15 port 35352",
+        "no [preauth]: fail2ban flags it by context",
+    ),
+    (
+        "kernel:",
+        "a kernel-log prefix inside an sshd message: not a shape OpenSSH writes",
+    ),
+];
+
+/// Check every `# failJSON: {"match": true, "host": X}` line of a fail2ban sample file:
+/// `to_outcome` must give address X, unless the line is in [`F2B_EXCLUDED`].
+fn check_fail2ban_sample(path: &str, to_outcome: &dyn Fn(&Matcher, &str) -> Option<IpAddr>) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("note: {path} not installed; skipping the fail2ban sample check");
         return;
     };
-    // (substring of the line, reason)
-    let excluded: &[(&str, &str)] = &[
-        (
-            "from example.com",
-            "host name, not an address: ravelin never resolves names",
-        ),
-        (
-            "192.030.0.6",
-            "leading-zero octet: ambiguous (octal?) and rejected by std's parser",
-        ),
-        (
-            "[sshd]",
-            "tag `[sshd]` without a program name: a non-syslog producer",
-        ),
-        (
-            "ssh2: from 10.10.1.2 port 55555 ssh2",
-            "client text on both sides of two valid addresses: ambiguous, ravelin refuses",
-        ),
-        (
-            "Disconnecting: Too many authentication failures",
-            "no address on the line (multi-line)",
-        ),
-        (
-            "Read from socket failed",
-            "no address on the line (multi-line)",
-        ),
-        (
-            "kex_exchange_identification",
-            "no address on the line (multi-line)",
-        ),
-        (
-            "Unable to negotiate a key exchange method",
-            "no address on the line (multi-line)",
-        ),
-        (
-            "no matching mac found:",
-            "no address on the line (multi-line)",
-        ),
-        (
-            "Connection closed by 192.0.2.15 port 35352",
-            "no [preauth]: fail2ban flags it by context",
-        ),
-    ];
     let m = sshd();
     let mut want: Option<String> = None;
     let (mut ok, mut skipped, mut bad) = (0, Vec::new(), Vec::new());
     for line in text.lines() {
         if let Some(j) = line.strip_prefix("# failJSON: ") {
             want = None;
-            let v: serde_json::Value = match serde_json::from_str(j) {
-                Ok(v) => v,
-                Err(_) => continue,
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(j) else {
+                continue;
             };
             if v["match"] == true {
-                if let Some(h) = v["host"].as_str() {
-                    want = Some(h.to_string());
-                }
+                want = v["host"].as_str().map(String::from);
             }
             continue;
         }
-        let Some(host) = want.take() else { continue };
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        if let Some((_, why)) = excluded.iter().find(|(s, _)| line.contains(s)) {
+        let Some(host) = want.take() else { continue };
+        if let Some((_, why)) = F2B_EXCLUDED.iter().find(|(s, _)| line.contains(s)) {
             skipped.push(format!("  {why}: {line}"));
             continue;
         }
-        let got = m.match_line(line, now()).matched().map(|x| x.addr);
+        let got = to_outcome(&m, line);
         let host_norm = host
             .parse::<IpAddr>()
             .ok()
@@ -731,7 +732,7 @@ fn fail2ban_sample_log() {
         }
     }
     eprintln!(
-        "fail2ban sample: {ok} lines give fail2ban's address; {} excluded:",
+        "{path}: {ok} lines give fail2ban's address; {} excluded:",
         skipped.len()
     );
     for s in &skipped {
@@ -743,6 +744,35 @@ fn fail2ban_sample_log() {
         "{} lines differ:\n{}",
         bad.len(),
         bad.join("\n")
+    );
+}
+
+/// fail2ban's syslog sample (`tests/files/logs/sshd`), read where the package installs it.
+#[test]
+fn fail2ban_sample_log() {
+    check_fail2ban_sample(
+        "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/sshd",
+        &|m, line| m.match_line(line, now()).matched().map(|x| x.addr),
+    );
+}
+
+/// fail2ban's journal sample (`HOST IDENT[PID]: MESSAGE` per line), fed as journal records.
+#[test]
+fn fail2ban_journal_sample() {
+    check_fail2ban_sample(
+        "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/sshd-journal",
+        &|m, line| {
+            let mut it = line.splitn(3, ' ');
+            let (_host, tag, msg) = (it.next()?, it.next()?, it.next()?);
+            let ident = tag.trim_end_matches(':').split('[').next()?;
+            let body = RecordBody::Journal {
+                message: msg.to_string(),
+                identifier: Some(ident.to_string()),
+                unit: None,
+                realtime_us: Some(1),
+            };
+            m.match_body(&body, now()).matched().map(|x| x.addr)
+        },
     );
 }
 
