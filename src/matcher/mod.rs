@@ -5,14 +5,14 @@
 //!
 //! Shaped for speed and for injection safety, in three passes over a line:
 //!
-//! 1. [`header`] parses the syslog header by hand. The header is written by the syslog daemon,
+//! 1. `header` parses the syslog header by hand. The header is written by the syslog daemon,
 //!    so it fixes where the message starts and which program wrote it; lines from programs the
 //!    rule set does not cover (cron, sudo, systemd-logind: ~40% of a busy auth.log) are
 //!    rejected after reading the tag.
 //! 2. One anchored Aho-Corasick automaton over every rule's leading literal picks, in one pass,
 //!    the few rules that can apply (a literal prefilter instead of a loop of regexes).
-//! 3. Each candidate rule is a typed [`template`] anchored at both ends, whose address field
-//!    must be pinned by server-written text (see [`template`] for the argument) and must parse
+//! 3. Each candidate rule is a typed `template` anchored at both ends, whose address field
+//!    must be pinned by server-written text (see `template` for the argument) and must parse
 //!    as an IP with std's parser.
 //!
 //! Journal records skip pass 1: journald already split out the program (`SYSLOG_IDENTIFIER`)
@@ -29,7 +29,8 @@ mod tests;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
+use memchr::memmem::Finder;
 
 use crate::event::RecordBody;
 use template::Rule;
@@ -94,8 +95,9 @@ pub struct Matcher {
     /// One automaton over the distinct leads, anchored at the message start, longest lead
     /// wins.
     leads: AhoCorasick,
-    /// For each lead (by automaton pattern id), the rules to try in order.
-    groups: Vec<Vec<&'static Rule>>,
+    /// For each lead (by automaton pattern id), the rules to try in order, each with the
+    /// searcher for its address separator (built once here, not per line).
+    groups: Vec<Vec<(&'static Rule, Option<Finder<'static>>)>>,
     /// Distinct rule ids in table order.
     ids: Vec<&'static str>,
     /// Programs covered by the selected rule sets.
@@ -120,14 +122,18 @@ impl Matcher {
             }
         }
         let mut leads: Vec<&'static str> = Vec::new();
-        let mut groups: Vec<Vec<&'static Rule>> = Vec::new();
+        let mut groups: Vec<Vec<(&'static Rule, Option<Finder<'static>>)>> = Vec::new();
         let mut ids: Vec<&'static str> = Vec::new();
         for r in rules {
+            let finder = match r.slot {
+                template::Slot::Greedy { sep, .. } => Some(Finder::new(sep.as_bytes())),
+                template::Slot::Addr => None,
+            };
             match leads.iter().position(|l| *l == r.lead) {
-                Some(i) => groups[i].push(r),
+                Some(i) => groups[i].push((r, finder)),
                 None => {
                     leads.push(r.lead);
-                    groups.push(vec![r]);
+                    groups.push(vec![(r, finder)]);
                 }
             }
             if !ids.contains(&r.id) {
@@ -137,6 +143,7 @@ impl Matcher {
         let leads = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .start_kind(StartKind::Anchored)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&leads)
             .expect("built-in leads are short literals; the automaton always builds");
         Ok(Matcher {
@@ -208,8 +215,8 @@ impl Matcher {
         let Some(hit) = self.leads.find(input) else {
             return Outcome::Unmatched { relevant: true };
         };
-        for rule in &self.groups[hit.pattern().as_usize()] {
-            if let Some(ex) = rule.apply(msg, hit.end()) {
+        for (rule, finder) in &self.groups[hit.pattern().as_usize()] {
+            if let Some(ex) = rule.apply_with(msg, hit.end(), finder.as_ref()) {
                 return Outcome::Matched(Match {
                     rule: rule.id,
                     addr: ex.addr,

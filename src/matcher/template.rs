@@ -114,8 +114,25 @@ struct TailState<'a> {
 }
 
 impl Rule {
-    /// Match `msg`, whose first `start` bytes are this rule's lead.
+    /// Match `msg`, whose first `start` bytes are this rule's lead (tests; the matcher uses
+    /// [`Rule::apply_with`]).
+    #[cfg(test)]
     pub(crate) fn apply<'a>(&self, msg: &'a str, start: usize) -> Option<Extract<'a>> {
+        let finder = match self.slot {
+            Slot::Greedy { sep, .. } => Some(memchr::memmem::Finder::new(sep.as_bytes())),
+            Slot::Addr => None,
+        };
+        self.apply_with(msg, start, finder.as_ref())
+    }
+
+    /// `Rule::apply` with the separator's searcher built once by the caller (the matcher
+    /// keeps one per rule; building it per line showed up in profiles).
+    pub(crate) fn apply_with<'a>(
+        &self,
+        msg: &'a str,
+        start: usize,
+        finder: Option<&memchr::memmem::Finder<'static>>,
+    ) -> Option<Extract<'a>> {
         let mut st = TailState::default();
         let pos = run(self.pre, msg, start, &mut st)?;
         match self.slot {
@@ -135,7 +152,14 @@ impl Rule {
                 let mut best_strong = false;
                 let mut ambiguous = false;
                 let hay = &msg.as_bytes()[pos..];
-                let finder = memchr::memmem::Finder::new(sep.as_bytes());
+                let owned;
+                let finder = match finder {
+                    Some(f) => f,
+                    None => {
+                        owned = memchr::memmem::Finder::new(sep.as_bytes());
+                        &owned
+                    }
+                };
                 let mut from = 0;
                 while let Some(i) = finder.find(&hay[from..]) {
                     let at = pos + from + i;
