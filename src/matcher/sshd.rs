@@ -7,8 +7,9 @@
 //! root`, `kex_exchange_identification: ...`) cannot name a source and are left unmatched; the
 //! same attempts show up in the `Connection closed ... [preauth]` line that follows them.
 //!
-//! Closes and disconnects count only in the pre-authentication phase (` [preauth]`): the same
-//! words without it are the normal end of a logged-in session. `Accepted ...` lines are
+//! Closes and disconnects count only in the pre-authentication phase (` [preauth]`), or before
+//! the client identified itself (no user named, see `sshd.closed-before-identification`): the
+//! same words naming a `user X` are the normal end of a logged-in session. `Accepted ...` lines are
 //! reported as `sshd.accepted` so a detector can clear suspicion; the daemon does not count
 //! them as failures.
 //!
@@ -206,6 +207,19 @@ pub(crate) static RULES: &[Rule] = &[
         slot: Slot::Addr,
         tail: PREAUTH_TAIL,
     },
+    // OpenSSH 8.x+: a client that closes before sending its identification string logs
+    // `kex_exchange_identification: ...` (no address) then this line, with neither a user nor
+    // ` [preauth]` (the pre-auth child does not exist yet). A session that ends after login
+    // always names the user (`user X ADDR port N`), so it cannot match here. On OpenSSH
+    // older than 7.6 an abrupt close after login may look the same; fail2ban's aggressive
+    // mode counts this line only after the kex line (multi-line), ravelin counts it alone.
+    Rule {
+        id: "sshd.closed-before-identification",
+        lead: "Connection closed by ",
+        pre: &[],
+        slot: Slot::Addr,
+        tail: &[Port, OptSpaces],
+    },
     Rule {
         id: "sshd.preauth-reset",
         lead: "Connection reset by ",
@@ -219,6 +233,13 @@ pub(crate) static RULES: &[Rule] = &[
         pre: &[],
         slot: Slot::Addr,
         tail: PREAUTH_TAIL,
+    },
+    Rule {
+        id: "sshd.closed-before-identification",
+        lead: "Connection reset by ",
+        pre: &[],
+        slot: Slot::Addr,
+        tail: &[Port, OptSpaces],
     },
     Rule {
         id: "sshd.preauth-disconnected",

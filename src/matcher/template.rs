@@ -45,6 +45,8 @@ pub(crate) enum Step {
     TokenEndingWith(&'static str),
     /// Zero or more spaces.
     OptSpaces,
+    /// ` port N`, required (makes the candidate "strong").
+    Port,
     /// ` port N`, if present (its presence makes a candidate "strong", see [`Slot::Greedy`]).
     OptPort,
     /// ` ssh2` / ` ssh1` / ` ssh`, if present.
@@ -220,6 +222,10 @@ fn run<'a>(steps: &[Step], msg: &'a str, mut pos: usize, st: &mut TailState<'a>)
                 e
             }
             Step::OptSpaces => spaces_end(b, pos),
+            Step::Port => {
+                st.strong = true;
+                port(b, pos)?
+            }
             Step::OptPort => match port(b, pos) {
                 Some(p) => {
                     st.strong = true;
@@ -446,6 +452,7 @@ mod tests {
             Step::Token,
             Step::OptToken,
             Step::OptSpaces,
+            Step::Port,
             Step::OptPort,
             Step::OptProto,
         ];

@@ -174,7 +174,19 @@ fn openssh_shapes() {
             "Connection closed by invalid user x y 203.0.113.5 port 1 [preauth]",
             "sshd.preauth-closed 203.0.113.5 x y",
         ),
-        ("Connection closed by 203.0.113.5 port 1", "- relevant"),
+        (
+            "Connection closed by 203.0.113.5 port 1",
+            "sshd.closed-before-identification 203.0.113.5 -",
+        ),
+        (
+            "Connection reset by 203.0.113.5 port 1",
+            "sshd.closed-before-identification 203.0.113.5 -",
+        ),
+        ("Connection closed by 203.0.113.5", "- relevant"),
+        (
+            "Connection closed by user alice 203.0.113.5 port 1",
+            "- relevant",
+        ),
         (
             "Connection reset by 203.0.113.5 port 1 [preauth]",
             "sshd.preauth-reset 203.0.113.5 -",
@@ -680,10 +692,6 @@ const F2B_EXCLUDED: &[(&str, &str)] = &[
     (
         "no matching mac found:",
         "no address on the line (multi-line)",
-    ),
-    (
-        "Connection closed by 192.0.2.15 port 35352",
-        "no [preauth]: fail2ban flags it by context",
     ),
     (
         "kernel:",
