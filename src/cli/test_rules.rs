@@ -343,6 +343,93 @@ mod tests {
         }
     }
 
+    fn run_on(content: &[u8], json: bool) -> String {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        let args = TestRulesArgs {
+            file: f.path().to_path_buf(),
+            rules: vec!["sshd".into()],
+            json,
+            show_unmatched: 1,
+        };
+        let mut out = Vec::new();
+        run(&args, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const SAMPLE: &[u8] = b"Nov 21 06:00:00 h sshd[1]: Invalid user x from 192.0.2.1 port 5\n\
+Nov 21 06:00:01 h CRON[2]: pam_unix(cron:session): session closed for user root\n\
+Nov 21 06:00:02 h sshd[1]: Failed password for invalid user \xff\xfe from 2001:db8::1 port 5 ssh2\n\
+Nov 21 06:00:03 h sshd[1]: Server listening on :: port 22.\n\
+Nov 21 06:00:04 h sshd[1]: Accepted publickey for a from 192.0.2.9 port 5 ssh2: ED25519 SHA256:x\n\
+Nov 21 06:00:05 h sshd[1]: something else\n";
+
+    #[test]
+    fn json_report() {
+        let out = run_on(SAMPLE, true);
+        let objs: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(objs.len(), 4, "{out}");
+        assert_eq!(objs[0]["line"], 1);
+        assert_eq!(objs[0]["rule"], "sshd.invalid-user");
+        assert_eq!(objs[0]["addr"], "192.0.2.1");
+        assert_eq!(objs[0]["user"], "x");
+        assert!(
+            objs[0]["time"]
+                .as_str()
+                .unwrap()
+                .ends_with("-11-21T06:00:00Z")
+        );
+        assert_eq!(objs[1]["line"], 3);
+        assert_eq!(objs[1]["addr"], "2001:db8::1");
+        assert_eq!(objs[1]["user"], "\u{fffd}\u{fffd}");
+        assert_eq!(objs[2]["rule"], "sshd.accepted");
+        let s = &objs[3]["summary"];
+        assert_eq!(s["lines"], 6);
+        assert_eq!(s["matched"], 3);
+        assert_eq!(s["unmatched_relevant"], 2);
+        assert_eq!(s["addresses"], 3);
+        assert_eq!(s["per_rule"]["sshd.invalid-user"], 1);
+        assert_eq!(s["per_rule"]["sshd.root-login-refused"], 0);
+        assert!(s["lines_per_sec"].is_number() && s["seconds"].is_number());
+    }
+
+    #[test]
+    fn human_report() {
+        let out = run_on(SAMPLE, false);
+        assert!(out.contains("lines:       6\n"), "{out}");
+        assert!(out.contains("matched:     3\n"), "{out}");
+        assert!(out.contains("addresses:   3 distinct"), "{out}");
+        assert!(out.contains("         1  sshd.invalid-user"), "{out}");
+        // only the first unmatched sshd line is shown (--show-unmatched 1)
+        assert!(
+            out.contains("       4: Nov 21 06:00:03 h sshd[1]: Server listening"),
+            "{out}"
+        );
+        assert!(!out.contains("something else"), "{out}");
+    }
+
+    #[test]
+    fn unknown_rule_set_and_missing_file_are_errors() {
+        let mut out = Vec::new();
+        let args = TestRulesArgs {
+            file: "/nonexistent/ravelin-test".into(),
+            rules: vec!["sshd".into()],
+            json: false,
+            show_unmatched: 0,
+        };
+        let e = run(&args, &mut out).unwrap_err().to_string();
+        assert!(e.contains("cannot open /nonexistent/ravelin-test"), "{e}");
+        let args = TestRulesArgs {
+            rules: vec!["nginx".into()],
+            ..args
+        };
+        let e = run(&args, &mut out).unwrap_err().to_string();
+        assert!(e.contains("known rule sets: sshd"), "{e}");
+    }
+
     #[test]
     fn matches_across_block_boundaries() {
         let line = b"Nov 21 06:00:00 h sshd[1]: Invalid user x from 192.0.2.1 port 5\n";
