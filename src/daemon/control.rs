@@ -211,7 +211,9 @@ mod tests {
             serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(),
             Request::Status
         );
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"unban","target":"1.2.3.4","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"unban","target":"1.2.3.4","x":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"rm -rf"}"#).is_err());
     }
 }

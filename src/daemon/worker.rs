@@ -313,6 +313,9 @@ impl Worker {
                                 jail.detector.forget(m.addr);
                                 continue;
                             }
+                            if !crate::matcher::counts_as_failure(m.rule) {
+                                continue;
+                            }
                             let obs = Observation {
                                 time: m.time.unwrap_or(now),
                                 addr: m.addr,
@@ -384,10 +387,7 @@ impl Worker {
                 changes.push(Change::Remove { target: *t });
             }
             for o in &orders {
-                let timeout = match o.expires() {
-                    None => None,
-                    Some(e) => Some(remaining(e, now)),
-                };
+                let timeout = o.expires().map(|e| remaining(e, now));
                 changes.push(Change::Add {
                     permit: &o.permit,
                     timeout,
@@ -767,13 +767,25 @@ mod tests {
 
     fn fail(w: &mut Worker, clock: &FakeClock, addr: &str) {
         let dt: chrono::DateTime<chrono::Utc> = clock.now().into();
-        let line = format!("{} host sshd[1]: Failed password for invalid user x from {addr} port 4 ssh2", dt.format("%b %e %H:%M:%S"));
-        w.on_event(SourceEvent::Record(Record { source: Arc::from("auth"), body: RecordBody::Line(line) }));
+        let line = format!(
+            "{} host sshd[1]: Failed password for invalid user x from {addr} port 4 ssh2",
+            dt.format("%b %e %H:%M:%S")
+        );
+        w.on_event(SourceEvent::Record(Record {
+            source: Arc::from("auth"),
+            body: RecordBody::Line(line),
+        }));
         w.flush();
     }
 
     fn kernel(w: &mut Worker) -> Vec<String> {
-        let mut v: Vec<String> = w.enforcer.list().unwrap().iter().map(|e| e.target.to_string()).collect();
+        let mut v: Vec<String> = w
+            .enforcer
+            .list()
+            .unwrap()
+            .iter()
+            .map(|e| e.target.to_string())
+            .collect();
         v.sort();
         v
     }
@@ -797,7 +809,11 @@ mod tests {
             for _ in 0..3 {
                 fail(&mut w, &clock, "203.0.113.7");
             }
-            let a = w.active.get(&"203.0.113.7/32".parse().unwrap()).cloned().expect("banned");
+            let a = w
+                .active
+                .get(&"203.0.113.7/32".parse().unwrap())
+                .cloned()
+                .expect("banned");
             assert_eq!(a.level, level);
             assert_eq!(a.expires, Some(clock.now() + Duration::from_secs(secs)));
             clock.advance(Duration::from_secs(secs + 1));
@@ -817,19 +833,38 @@ mod tests {
         // A typo, a successful key login, another typo: the login clears the count.
         fail(&mut w, &clock, "198.51.100.4");
         let dt: chrono::DateTime<chrono::Utc> = clock.now().into();
-        let ok = format!("{} host sshd[1]: Accepted publickey for alice from 198.51.100.4 port 5 ssh2: ED25519 SHA256:abc", dt.format("%b %e %H:%M:%S"));
-        w.on_event(SourceEvent::Record(Record { source: Arc::from("auth"), body: RecordBody::Line(ok) }));
+        let ok = format!(
+            "{} host sshd[1]: Accepted publickey for alice from 198.51.100.4 port 5 ssh2: ED25519 SHA256:abc",
+            dt.format("%b %e %H:%M:%S")
+        );
+        w.on_event(SourceEvent::Record(Record {
+            source: Arc::from("auth"),
+            body: RecordBody::Line(ok),
+        }));
         fail(&mut w, &clock, "198.51.100.4");
-        assert!(kernel(&mut w).is_empty(), "a user with a typo either side of a login was banned");
+        assert!(
+            kernel(&mut w).is_empty(),
+            "a user with a typo either side of a login was banned"
+        );
         assert_eq!(w.counters.accepted, 1);
     }
 
     #[test]
     fn manual_ban_unban_and_reconcile_restores_missing_elements() {
         let (mut w, _clock) = worker(3);
-        let r = w.on_request(Request::Ban { target: "2001:db8:5::/64".into(), seconds: None, permanent: true, reason: "noisy".into() });
+        let r = w.on_request(Request::Ban {
+            target: "2001:db8:5::/64".into(),
+            seconds: None,
+            permanent: true,
+            reason: "noisy".into(),
+        });
         assert!(r.ok, "{:?}", r.error);
-        let r = w.on_request(Request::Ban { target: "192.0.2.0/24".into(), seconds: Some(60), permanent: false, reason: String::new() });
+        let r = w.on_request(Request::Ban {
+            target: "192.0.2.0/24".into(),
+            seconds: Some(60),
+            permanent: false,
+            reason: String::new(),
+        });
         assert!(!r.ok && r.error.unwrap().contains("allowlisted"));
         assert_eq!(kernel(&mut w), vec!["2001:db8:5::/64"]);
         // The kernel loses the element behind our back; reconcile puts it back.
@@ -839,20 +874,37 @@ mod tests {
         w.reconcile();
         assert_eq!(kernel(&mut w), vec!["2001:db8:5::/64"]);
         assert_eq!(w.counters.reconciled_missing, 1);
-        let r = w.on_request(Request::Unban { target: "2001:db8:5::1234/64".into() });
+        let r = w.on_request(Request::Unban {
+            target: "2001:db8:5::1234/64".into(),
+        });
         assert!(r.ok);
         assert!(kernel(&mut w).is_empty());
         assert!(w.bans_json(w.clock.now()).is_empty());
-        let r = w.on_request(Request::Ban { target: "not an ip".into(), seconds: None, permanent: false, reason: String::new() });
+        let r = w.on_request(Request::Ban {
+            target: "not an ip".into(),
+            seconds: None,
+            permanent: false,
+            reason: String::new(),
+        });
         assert!(!r.ok);
     }
 
     #[test]
     fn checkpoints_are_saved_after_the_records_before_them() {
         let (mut w, _clock) = worker(3);
-        w.on_event(SourceEvent::Checkpoint { key: "file:auth".into(), value: "1:2:3".into() });
-        assert_eq!(w.store.load_checkpoint("file:auth").unwrap(), None, "saved before flush");
+        w.on_event(SourceEvent::Checkpoint {
+            key: "file:auth".into(),
+            value: "1:2:3".into(),
+        });
+        assert_eq!(
+            w.store.load_checkpoint("file:auth").unwrap(),
+            None,
+            "saved before flush"
+        );
         w.flush();
-        assert_eq!(w.store.load_checkpoint("file:auth").unwrap().as_deref(), Some("1:2:3"));
+        assert_eq!(
+            w.store.load_checkpoint("file:auth").unwrap().as_deref(),
+            Some("1:2:3")
+        );
     }
 }

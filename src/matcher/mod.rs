@@ -42,6 +42,12 @@ const KNOWN: &[&str] = &["sshd"];
 /// (`sshd-session`, OpenSSH 9.8+) and pre-auth (`sshd-auth`, OpenSSH 10) binaries.
 const SSHD_PROGRAMS: &[&str] = &["sshd", "sshd-session", "sshd-auth"];
 
+/// Does a match of `rule` count as one failure toward a jail's threshold? Successful logins,
+/// and lines that only repeat an attempt already counted, do not (see [`sshd::NOT_COUNTED`]).
+pub fn counts_as_failure(rule: &str) -> bool {
+    !sshd::NOT_COUNTED.contains(&rule)
+}
+
 /// The names of all built-in rule sets, for error messages and `--help`.
 pub fn known_rule_sets() -> &'static [&'static str] {
     KNOWN

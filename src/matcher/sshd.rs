@@ -369,3 +369,18 @@ pub(crate) static RULES: &[Rule] = &[
         tail: AUTH_TAIL,
     },
 ];
+
+/// Rules that are recognised and reported but do not count toward a jail's threshold, because
+/// the same attempt is already counted by another line (one password typo writes both a PAM
+/// line and `Failed password`; `Received disconnect` is followed by `Disconnected from`), or
+/// because legitimate clients produce them routinely (`Failed publickey` for every key an
+/// agent offers that is not authorised; an idle password prompt timing out). Counting them
+/// would ban a user for a couple of typos, the one failure we must never have.
+pub(crate) const NOT_COUNTED: &[&str] = &[
+    "sshd.accepted",
+    "sshd.failed-publickey",
+    "sshd.pam-auth-failure",
+    "sshd.auth-failure",
+    "sshd.preauth-received-disconnect",
+    "sshd.login-grace-timeout",
+];

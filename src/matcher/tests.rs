@@ -833,3 +833,18 @@ fn automaton_dispatch_agrees_with_naive_scan() {
         assert_eq!(fast, naive(line), "{line}");
     }
 }
+
+#[test]
+fn duplicate_and_benign_lines_do_not_count_as_failures() {
+    for (rule, counts) in [
+        ("sshd.failed-password", true),
+        ("sshd.invalid-user", true),
+        ("sshd.preauth-closed", true),
+        ("sshd.accepted", false),
+        ("sshd.failed-publickey", false),
+        ("sshd.pam-auth-failure", false),
+        ("sshd.preauth-received-disconnect", false),
+    ] {
+        assert_eq!(super::counts_as_failure(rule), counts, "{rule}");
+    }
+}

@@ -13,10 +13,17 @@ fn check_config_accepts_the_documented_sample() {
     let p = dir.path().join("r.toml");
     std::fs::write(&p, SAMPLE).unwrap();
     // --config before and after the subcommand name.
-    for args in [vec!["--config", p.to_str().unwrap(), "check-config"], vec!["check-config", "--config", p.to_str().unwrap()]] {
+    for args in [
+        vec!["--config", p.to_str().unwrap(), "check-config"],
+        vec!["check-config", "--config", p.to_str().unwrap()],
+    ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stdout(&out).contains("jail sshd: 5 failures in 10m -> ban 10m"), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("jail sshd: 5 failures in 10m -> ban 10m"),
+            "{}",
+            stdout(&out)
+        );
     }
 }
 
@@ -25,13 +32,24 @@ fn a_bad_config_lists_every_error_and_the_daemon_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("r.toml");
     std::fs::write(&p, "[enforce]\nbackend = \"ipset\"\n[[jail]]\nname = \"sshd\"\nsources = [\"auth\"]\nfind_time = \"ten\"\n").unwrap();
-    let out = Command::new(BIN).args(["check-config", "--config", p.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    for want in ["enforce.backend", "jail[0].sources[0]", "jail[0].find_time", "3 errors"] {
+    for want in [
+        "enforce.backend",
+        "jail[0].sources[0]",
+        "jail[0].find_time",
+        "3 errors",
+    ] {
         assert!(err.contains(want), "missing {want}: {err}");
     }
-    let out = Command::new(BIN).args(["run", "--config", p.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("enforce.backend"), "{}", stderr(&out));
 }
@@ -39,12 +57,18 @@ fn a_bad_config_lists_every_error_and_the_daemon_does_not_start() {
 #[test]
 fn missing_nftables_is_a_clear_error_naming_the_fix() {
     let s = Setup::new(3, "", "");
-    let text = std::fs::read_to_string(&s.config).unwrap().replace("table = \"ravelin\"", "table = \"ravelin\"\nnft = \"/nonexistent/nft\"");
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "table = \"ravelin\"",
+        "table = \"ravelin\"\nnft = \"/nonexistent/nft\"",
+    );
     std::fs::write(&s.config, text).unwrap();
     let out = s.cli(&["run"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("apt-get install nftables") && err.contains("backend = \"log\""), "{err}");
+    assert!(
+        err.contains("apt-get install nftables") && err.contains("backend = \"log\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,7 +78,9 @@ fn the_log_backend_decides_and_records_without_touching_the_firewall() {
     }
     let ns = Netns::new();
     let s = Setup::new(2, "", "");
-    let text = std::fs::read_to_string(&s.config).unwrap().replace("backend = \"nftables\"", "backend = \"log\"");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("backend = \"nftables\"", "backend = \"log\"");
     std::fs::write(&s.config, text).unwrap();
     std::fs::write(&s.log, "").unwrap();
     let d = Daemon::start(&ns, &s);
@@ -65,11 +91,18 @@ fn the_log_backend_decides_and_records_without_touching_the_firewall() {
         if bans.contains("203.0.113.5/32") {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(2), "no recorded ban: {bans}\n{}", d.log());
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "no recorded ban: {bans}\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let ruleset = stdout(&ns.cmd("nft").args(["list", "ruleset"]).output().unwrap());
-    assert!(ruleset.trim().is_empty(), "log backend touched nftables: {ruleset}");
+    assert!(
+        ruleset.trim().is_empty(),
+        "log backend touched nftables: {ruleset}"
+    );
     d.stop();
 }
 

@@ -14,10 +14,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ravelin");
 /// Can we do real nftables in namespaces here? If not, say why and skip.
 pub fn can_run() -> bool {
     let root = nix::unistd::geteuid().is_root();
-    let nft = Command::new("nft").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    let ip = Command::new("ip").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    let nft = Command::new("nft")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !(root && nft && ip) {
-        eprintln!("SKIP: needs root, nft and ip (root={root} nft={nft} ip={ip}); run the README's test command");
+        eprintln!(
+            "SKIP: needs root, nft and ip (root={root} nft={nft} ip={ip}); run the README's test command"
+        );
         return false;
     }
     true
@@ -32,10 +42,20 @@ pub struct Netns {
 
 impl Netns {
     pub fn new() -> Self {
-        let name = format!("rvt{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        let name = format!(
+            "rvt{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip netns add");
         assert!(st.success(), "ip netns add {name} failed");
-        let st = Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().unwrap();
+        let st = Command::new("ip")
+            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
         assert!(st.success());
         Self { name }
     }
@@ -49,7 +69,11 @@ impl Netns {
 
     /// Elements of `inet <table> <set>` as strings (`203.0.113.7`, `203.0.113.0/24`).
     pub fn elements(&self, table: &str, set: &str) -> Vec<String> {
-        let out = self.cmd("nft").args(["-j", "list", "set", "inet", table, set]).output().unwrap();
+        let out = self
+            .cmd("nft")
+            .args(["-j", "list", "set", "inet", table, set])
+            .output()
+            .unwrap();
         if !out.status.success() {
             return Vec::new();
         }
@@ -90,7 +114,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -167,12 +193,21 @@ ban_time_max = "30d"
 
     /// Run a CLI subcommand against this setup's config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("--config").arg(&self.config).args(args).output().unwrap()
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
 pub fn append_to(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let mut buf = String::new();
     for l in lines {
         buf.push_str(l);
@@ -184,7 +219,9 @@ pub fn append_to(path: &Path, lines: &[String]) {
 /// An sshd failure line as OpenSSH 9.x writes it (RFC 3164 header, current time).
 pub fn failed(addr: &str, user: &str) -> String {
     let now = chrono::Utc::now().format("%b %e %H:%M:%S");
-    format!("{now} host sshd[4242]: Failed password for invalid user {user} from {addr} port 50022 ssh2")
+    format!(
+        "{now} host sshd[4242]: Failed password for invalid user {user} from {addr} port 50022 ssh2"
+    )
 }
 
 /// The daemon, killed on drop.
@@ -199,7 +236,10 @@ impl Daemon {
     }
 
     pub fn start_with_env(ns: &Netns, setup: &Setup, env: &[(&str, &Path)]) -> Self {
-        let stderr = setup.dir.path().join(format!("daemon-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let stderr = setup
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let child = ns
             .cmd(BIN)
             .arg("run")
@@ -229,9 +269,17 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) -> String {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         let st = self.child.wait().unwrap();
-        assert!(st.success(), "daemon exited with {st}; log:\n{}", self.log());
+        assert!(
+            st.success(),
+            "daemon exited with {st}; log:\n{}",
+            self.log()
+        );
         self.log()
     }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn record(cursor: u32, ident: &str, msg: &str) -> String {
-    let us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
     serde_json::json!({
         "__CURSOR": format!("s=4f1e;i={cursor:x};b=77aa;m={cursor:x};t={us:x};x=1"),
         "__REALTIME_TIMESTAMP": us.to_string(),
@@ -31,12 +34,9 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
         return;
     }
     let ns = Netns::new();
-    let journal = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal/journalctl");
-    let s = Setup::new(
-        3,
-        "",
-        "",
-    );
+    let journal =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal/journalctl");
+    let s = Setup::new(3, "", "");
     let fake = s.dir.path().join("journal.jsonl");
     std::fs::write(&fake, "").unwrap();
     let text = std::fs::read_to_string(&s.config)
@@ -50,29 +50,57 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
     let d = Daemon::start_with_env(&ns, &s, &[("FAKE_JOURNAL", &fake)]);
     std::thread::sleep(Duration::from_millis(300)); // the child starts at the end of the journal
     let msgs = [
-        ("sshd-session", "Invalid user admin from 203.0.113.80 port 40112"),
-        ("sshd-session", "Failed password for invalid user admin from 203.0.113.80 port 40112 ssh2"),
-        ("sshd", "Connection closed by invalid user admin 203.0.113.80 port 40112 [preauth]"),
+        (
+            "sshd-session",
+            "Invalid user admin from 203.0.113.80 port 40112",
+        ),
+        (
+            "sshd-session",
+            "Failed password for invalid user admin from 203.0.113.80 port 40112 ssh2",
+        ),
+        (
+            "sshd",
+            "Connection closed by invalid user admin 203.0.113.80 port 40112 [preauth]",
+        ),
     ];
-    let lines: Vec<String> = msgs.iter().enumerate().map(|(i, (id, m))| record(i as u32 + 1, id, m)).collect();
+    let lines: Vec<String> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, m))| record(i as u32 + 1, id, m))
+        .collect();
     append_to(&fake, &lines);
     assert!(
-        ns.wait_for(Duration::from_secs(3), |e| e.iter().any(|x| x == "203.0.113.80")).is_some(),
+        ns.wait_for(Duration::from_secs(3), |e| e
+            .iter()
+            .any(|x| x == "203.0.113.80"))
+            .is_some(),
         "journal lines did not ban: {:?}\n{}",
         ns.all_elements(),
         d.log()
     );
     d.stop();
     // Written while stopped: picked up from the cursor after restart, old ones not re-read.
-    let more: Vec<String> = (0..3).map(|i| record(10 + i, "sshd-session", "Failed password for root from 198.51.100.81 port 22 ssh2")).collect();
+    let more: Vec<String> = (0..3)
+        .map(|i| {
+            record(
+                10 + i,
+                "sshd-session",
+                "Failed password for root from 198.51.100.81 port 22 ssh2",
+            )
+        })
+        .collect();
     append_to(&fake, &more);
     let d = Daemon::start_with_env(&ns, &s, &[("FAKE_JOURNAL", &fake)]);
     assert!(
-        ns.wait_for(Duration::from_secs(3), |e| e.iter().any(|x| x == "198.51.100.81")).is_some(),
+        ns.wait_for(Duration::from_secs(3), |e| e
+            .iter()
+            .any(|x| x == "198.51.100.81"))
+            .is_some(),
         "missed journal records written while stopped\n{}",
         d.log()
     );
-    let st: serde_json::Value = serde_json::from_slice(&s.cli(&["status", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&s.cli(&["status", "--json"]).stdout).unwrap();
     assert_eq!(st["counters"]["records"], 3, "old records re-read: {st}");
     d.stop();
 }

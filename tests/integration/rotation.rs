@@ -14,7 +14,10 @@ fn lines(a: &[String]) -> Vec<String> {
 }
 
 fn all_banned(ns: &Netns, want: &[String]) -> bool {
-    ns.wait_for(Duration::from_secs(3), |e| want.iter().all(|w| e.contains(w))).is_some()
+    ns.wait_for(Duration::from_secs(3), |e| {
+        want.iter().all(|w| e.contains(w))
+    })
+    .is_some()
 }
 
 #[test]
@@ -38,18 +41,32 @@ fn rename_copytruncate_and_recreate_lose_no_lines() {
     std::fs::write(&s.log, "").unwrap();
     s.append(&lines(&a[3..]));
     want.extend(a);
-    assert!(all_banned(&ns, &want), "rename: missing {:?}\n{}", missing(&ns, &want), d.log());
+    assert!(
+        all_banned(&ns, &want),
+        "rename: missing {:?}\n{}",
+        missing(&ns, &want),
+        d.log()
+    );
 
     // copytruncate: the file is copied then truncated in place.
     let b = addrs("198.51.100", 4);
     s.append(&lines(&b[..2]));
     std::thread::sleep(Duration::from_millis(100));
     std::fs::copy(&s.log, s.dir.path().join("auth.log.2")).unwrap();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&s.log).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&s.log)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     s.append(&lines(&b[2..]));
     want.extend(b);
-    assert!(all_banned(&ns, &want), "copytruncate: missing {:?}\n{}", missing(&ns, &want), d.log());
+    assert!(
+        all_banned(&ns, &want),
+        "copytruncate: missing {:?}\n{}",
+        missing(&ns, &want),
+        d.log()
+    );
 
     // Delete and recreate.
     let c = addrs("192.0.2", 4);
@@ -60,7 +77,12 @@ fn rename_copytruncate_and_recreate_lose_no_lines() {
     std::thread::sleep(Duration::from_millis(50));
     s.append(&lines(&c[1..]));
     want.extend(c);
-    assert!(all_banned(&ns, &want), "recreate: missing {:?}\n{}", missing(&ns, &want), d.log());
+    assert!(
+        all_banned(&ns, &want),
+        "recreate: missing {:?}\n{}",
+        missing(&ns, &want),
+        d.log()
+    );
     d.stop();
 }
 
@@ -79,11 +101,28 @@ fn restart_neither_rereads_nor_misses_lines() {
     // While stopped: a new line arrives, and the old ban is lifted by hand in the kernel.
     s.append(&[failed("203.0.113.2", "a")]);
     let d = Daemon::start(&ns, &s);
-    assert!(all_banned(&ns, &["203.0.113.2".to_string()]), "missed a line written while stopped:\n{}", d.log());
+    assert!(
+        all_banned(&ns, &["203.0.113.2".to_string()]),
+        "missed a line written while stopped:\n{}",
+        d.log()
+    );
     // The first line was not re-read: its address is banned once, at level 0.
     let v: serde_json::Value = serde_json::from_slice(&s.cli(&["bans", "--json"]).stdout).unwrap();
-    let levels: Vec<_> = v.as_array().unwrap().iter().map(|b| (b["target"].as_str().unwrap().to_string(), b["level"].as_u64().unwrap())).collect();
-    assert!(levels.contains(&("203.0.113.1/32".to_string(), 0)), "{levels:?}");
+    let levels: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["target"].as_str().unwrap().to_string(),
+                b["level"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        levels.contains(&("203.0.113.1/32".to_string(), 0)),
+        "{levels:?}"
+    );
     let st = stdout(&s.cli(&["status", "--json"]));
     let st: serde_json::Value = serde_json::from_str(&st).unwrap();
     assert_eq!(st["counters"]["records"], 1, "re-read old lines: {st}");
