@@ -1,6 +1,6 @@
 //! Configuration: TOML text -> validated [`Config`].
 //!
-//! Shaped as raw -> validated -> built (ripgrep's LowArgs -> HiArgs): [`raw`] walks the parsed
+//! Shaped as raw -> validated -> built (ripgrep's LowArgs -> HiArgs): `raw` walks the parsed
 //! TOML table by hand instead of deriving `Deserialize`, because serde stops at the first
 //! error and an operator fixing a config wants *every* problem, each with its key path
 //! (`jail[0].find_time: ...`), in one run. Nothing starts until the list is empty.

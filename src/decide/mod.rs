@@ -1,4 +1,4 @@
-//! Policy: turn a [`Finding`] into a [`Decision`]. Pure: no I/O, time passed in.
+//! Policy: turn a [`Finding`] into a [`Decision`](crate::event::Decision). Pure: no I/O, time passed in.
 //!
 //! Two things happen here and nowhere else: the allowlist check, which is the only way to
 //! mint the [`Permit`](allowlist::Permit) that enforcement demands, and escalation, which

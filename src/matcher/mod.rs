@@ -43,7 +43,7 @@ const KNOWN: &[&str] = &["sshd"];
 const SSHD_PROGRAMS: &[&str] = &["sshd", "sshd-session", "sshd-auth"];
 
 /// Does a match of `rule` count as one failure toward a jail's threshold? Successful logins,
-/// and lines that only repeat an attempt already counted, do not (see [`sshd::NOT_COUNTED`]).
+/// and lines that only repeat an attempt already counted, do not (the list is `NOT_COUNTED` in the sshd rule table).
 pub fn counts_as_failure(rule: &str) -> bool {
     !sshd::NOT_COUNTED.contains(&rule)
 }
