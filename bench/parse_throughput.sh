@@ -9,7 +9,7 @@
 # slow): `cat` (I/O floor), `ravelin test-rules` (human and --json), sshguard's `sshg-parser`,
 # `fail2ban-regex` with the stock sshd filter in normal and aggressive mode. Then compares the
 # lines ravelin matches with the lines fail2ban-regex matches on the same file, grouped by
-# program and message shape. Prints a Markdown fragment for docs/bench-matcher.md.
+# program and message shape. Prints a Markdown fragment for docs/benchmarks.md (parse throughput section).
 #
 # Needs python3, fail2ban, sshguard, hyperfine (installed with apt-get when missing) and cargo.
 set -euo pipefail

@@ -19,7 +19,7 @@
 //!   `::ffff:a.b.c.d`, so IPv4 and v4-mapped IPv6 are one key and both families take the same
 //!   path). A table slot is 40 bytes; with the hash table's load factor (power-of-two sizes,
 //!   at most 7/8 full) that is 47 to 94 bytes per tracked address, 86 at one million (see
-//!   `docs/bench-detect.md`).
+//!   `docs/benchmarks.md`).
 //! * **Bounded.** At most `max_tracked` addresses are tracked. Inserting a new address at the
 //!   cap first sweeps entries that can no longer fire, then, if still above 90% of the cap,
 //!   evicts the least suspicious (fewest failures in the window, then oldest last failure)

@@ -496,7 +496,7 @@ fn extreme_times_neither_panic_nor_underflow() {
 
 #[test]
 fn a_table_slot_is_40_bytes() {
-    // The memory target (< 200 bytes per address) rests on this; see docs/bench-detect.md.
+    // The memory target (< 200 bytes per address) rests on this; see docs/benchmarks.md.
     assert_eq!(std::mem::size_of::<Times>(), 24);
     assert_eq!(std::mem::size_of::<(Key, Times)>(), 40);
 }
