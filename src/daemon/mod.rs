@@ -208,12 +208,25 @@ fn checkpoint_key(s: &SourceConfig) -> String {
     }
 }
 
+/// Where journald keeps its files; if neither exists, a journal source will see nothing.
+const JOURNAL_DIRS: &[&str] = &["/run/log/journal", "/var/log/journal"];
+
 fn start_source(
     s: SourceConfig,
     checkpoint: Option<String>,
     tx: mpsc::Sender<SourceEvent>,
     registry: &SourceRegistry,
 ) -> Running {
+    if matches!(s.kind, SourceKind::Journal { .. })
+        && !JOURNAL_DIRS.iter().any(|d| Path::new(d).exists())
+    {
+        tracing::warn!(
+            source = %s.name,
+            "no journal files ({}): journald does not seem to run here, so this source will see nothing; \
+             point a [[source]] at the log file sshd writes instead (e.g. file = \"/var/log/auth.log\")",
+            JOURNAL_DIRS.join(", ")
+        );
+    }
     let (stx, srx) = watch::channel(false);
     let stats = Arc::new(SourceStats::default());
     let (handle, what) = match &s.kind {
