@@ -82,8 +82,10 @@ impl Reply {
 pub type Envelope = (Request, oneshot::Sender<Reply>);
 
 /// Bind the socket: make its directory (0700), refuse if another daemon answers on it, remove
-/// a stale file, bind, chmod 0600.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+/// a stale file, bind, chmod 0600. Done first at start, before the store or the firewall is
+/// touched, so a second daemon on the same config changes nothing. Blocking (std) so it can
+/// run before the runtime exists; [`serve`] takes it over.
+pub fn bind(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
@@ -100,14 +102,22 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path)
             .map_err(|e| anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let l = UnixListener::bind(path)
+    let l = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| anyhow::anyhow!("cannot bind control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
     Ok(l)
 }
 
 /// Accept connections forever, forwarding requests to the worker.
-pub async fn serve(listener: UnixListener, to_worker: mpsc::Sender<Envelope>) {
+pub async fn serve(listener: std::os::unix::net::UnixListener, to_worker: mpsc::Sender<Envelope>) {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve the control socket");
+            return;
+        }
+    };
     let me = nix::unistd::geteuid().as_raw();
     loop {
         let (stream, _) = match listener.accept().await {

@@ -45,6 +45,20 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
             crate::config::DEFAULT_PATH
         ),
     }
+    let listener = control::bind(&cfg.control_socket)?;
+    let socket = cfg.control_socket.clone();
+    let res = start(cfg, config_path, listener);
+    if res.is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+    res
+}
+
+fn start(
+    cfg: Config,
+    config_path: Option<&Path>,
+    listener: std::os::unix::net::UnixListener,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("cannot create state_dir {}", cfg.state_dir.display()))?;
     restrict_dir(&cfg.state_dir);
@@ -67,6 +81,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async_main(
+        listener,
         cfg,
         config_path.map(Path::to_path_buf),
         store,
@@ -83,13 +98,13 @@ fn restrict_dir(dir: &Path) {
 }
 
 async fn async_main(
+    listener: std::os::unix::net::UnixListener,
     cfg: Config,
     config_path: Option<PathBuf>,
     mut store: SqliteStore,
     enforcer: Box<dyn Enforcer>,
     hosts: Vec<std::net::IpAddr>,
 ) -> anyhow::Result<()> {
-    let listener = control::bind(&cfg.control_socket)?;
     let socket_path = cfg.control_socket.clone();
 
     // Checkpoints for the first set of sources are read before the store moves to the worker.

@@ -113,3 +113,50 @@ fn cli_without_a_daemon_says_how_to_fix_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("ravelin run"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_unreadable_store_stops_the_start_with_a_clear_error() {
+    let s = Setup::new(3, "", "");
+    let state = s.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("ravelin.db"), vec![b'x'; 4096]).unwrap();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("backend = \"nftables\"", "backend = \"log\"");
+    std::fs::write(&s.config, text).unwrap();
+    let out = s.cli(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot open the store") && err.contains("ravelin.db"),
+        "{err}"
+    );
+    // Nothing was thrown away: the file is still there for the operator to inspect.
+    assert_eq!(std::fs::read(state.join("ravelin.db")).unwrap().len(), 4096);
+}
+
+#[test]
+fn the_control_socket_is_private() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let ns = Netns::new();
+    let s = Setup::new(3, "", "");
+    let d = Daemon::start(&ns, &s);
+    let sock = s.dir.path().join("run/ravelin.sock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    // A second daemon on the same socket refuses to start instead of stealing it.
+    let out = s.cli(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already listening"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.cli(&["status"]).status.success());
+    d.stop();
+    assert!(!sock.exists(), "socket left behind after a clean stop");
+}

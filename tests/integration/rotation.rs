@@ -133,3 +133,23 @@ fn missing(ns: &Netns, want: &[String]) -> Vec<String> {
     let e = ns.all_elements();
     want.iter().filter(|w| !e.contains(w)).cloned().collect()
 }
+
+#[test]
+fn a_log_that_does_not_exist_yet_is_picked_up_when_it_appears() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let s = Setup::new(1, "", "");
+    assert!(!s.log.exists());
+    let d = Daemon::start(&ns, &s);
+    std::thread::sleep(Duration::from_millis(100));
+    // Created after start: read from its first line.
+    s.append(&lines(&["203.0.113.77".to_string()]));
+    assert!(
+        all_banned(&ns, &["203.0.113.77".to_string()]),
+        "{}",
+        d.log()
+    );
+    d.stop();
+}
