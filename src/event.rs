@@ -111,6 +111,8 @@ pub struct BanOrder {
     pub reason: String,
     /// Escalation level: 0 for a first offence, n for the n-th repeat.
     pub level: u32,
+    /// The detector that asked for it (`threshold`, `window`, `prefix`, ..., or `manual`).
+    pub detector: &'static str,
 }
 
 impl BanOrder {

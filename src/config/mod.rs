@@ -45,6 +45,28 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Jails: which sources, which rules, which thresholds.
     pub jails: Vec<JailConfig>,
+    /// Repeat offenders.
+    pub recidive: RecidiveConfig,
+    /// Trusted addresses.
+    pub trust: TrustConfig,
+}
+
+impl Config {
+    /// The longest window any detector looks back over (observations are kept this long).
+    pub fn longest_window(&self) -> Duration {
+        self.jails
+            .iter()
+            .flat_map(|j| {
+                j.windows
+                    .iter()
+                    .map(|w| w.window)
+                    .chain(std::iter::once(j.find_time))
+                    .chain(j.prefix.iter().map(|p| p.window))
+                    .chain(j.enumeration.iter().map(|e| e.window))
+            })
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// `[enforce]`.
@@ -121,8 +143,66 @@ pub struct JailConfig {
     pub ban_time_factor: f64,
     /// Escalation cap.
     pub ban_time_max: Duration,
-    /// Cap on addresses tracked by the detector (memory bound).
+    /// Cap on addresses tracked by each detector (memory bound).
     pub max_tracked: usize,
+    /// Structured observation kinds this jail takes (`scan`, `decoy.login`, ...): a kind
+    /// matches an observation's rule id exactly or as its prefix before a `.`.
+    pub kinds: Vec<String>,
+    /// Per-rule weight overrides for score-based detectors.
+    pub weights: Vec<(String, f32)>,
+    /// Long windows on score (low-and-slow): each fires at `threshold` within `window`.
+    pub windows: Vec<WindowConfig>,
+    /// Distinct failing addresses per prefix (rotating botnets); `None` = off.
+    pub prefix: Option<PrefixConfig>,
+    /// Distinct user names per address (enumeration); `None` = off.
+    pub enumeration: Option<EnumerationConfig>,
+}
+
+/// One `[[jail.window]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowConfig {
+    /// Score that fires.
+    pub threshold: f32,
+    /// Over how long.
+    pub window: Duration,
+}
+
+/// `[jail.prefix]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixConfig {
+    /// Distinct failing addresses in one prefix that ban the prefix.
+    pub min_addresses: u32,
+    /// Within this window.
+    pub window: Duration,
+    /// IPv4 prefix length (default 24).
+    pub v4_len: u8,
+    /// IPv6 prefix length (default 64).
+    pub v6_len: u8,
+}
+
+/// `[jail.enumeration]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnumerationConfig {
+    /// Distinct user names from one address that ban it.
+    pub min_users: u32,
+    /// Within this window.
+    pub window: Duration,
+}
+
+/// `[recidive]`: repeat offenders across all jails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecidiveConfig {
+    /// After this many bans within the store's retention, the next ban is permanent
+    /// (`None`: never).
+    pub permanent_after: Option<u32>,
+}
+
+/// `[trust]`: addresses with recent key logins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustConfig {
+    /// An address that logged in with a key is not banned by detectors for this long
+    /// (`None`: off). A successful login always clears an address's failures regardless.
+    pub key_login_ttl: Option<Duration>,
 }
 
 /// Every problem found in a config, each with its key path.

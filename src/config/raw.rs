@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use toml::{Table, Value};
 
 use super::{
-    Backend, Config, EnforceConfig, JailConfig, SourceConfig, SourceKind, StoreConfig,
-    parse_duration,
+    Backend, Config, EnforceConfig, EnumerationConfig, JailConfig, PrefixConfig, RecidiveConfig,
+    SourceConfig, SourceKind, StoreConfig, TrustConfig, WindowConfig, parse_duration,
 };
 use crate::event::BanLength;
 
@@ -36,6 +36,34 @@ const DEFAULT_BAN_TIME: Duration = Duration::from_secs(600);
 const DEFAULT_FACTOR: f64 = 2.0;
 const DEFAULT_BAN_MAX: Duration = Duration::from_secs(30 * 86_400);
 const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+/// Ten bans within the retention window (90 days by default) make the next one permanent.
+const DEFAULT_PERMANENT_AFTER: u32 = 10;
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.type_str().to_string(),
+    }
+}
+
+/// Low-and-slow defaults: a score of 10 in a day, 20 in a week. A legitimate user's failures
+/// are cleared by their next successful login, so only sources that never log in accumulate.
+fn default_windows() -> Vec<WindowConfig> {
+    vec![
+        WindowConfig { threshold: 10.0, window: Duration::from_secs(86_400) },
+        WindowConfig { threshold: 20.0, window: Duration::from_secs(7 * 86_400) },
+    ]
+}
+
+/// Rotating botnets: 8 distinct failing addresses of one /24 or /64 within 6 hours.
+fn default_prefix() -> PrefixConfig {
+    PrefixConfig { min_addresses: 8, window: Duration::from_secs(6 * 3600), v4_len: 24, v6_len: 64 }
+}
+
+/// Enumeration: 6 distinct user names from one address within a day.
+fn default_enumeration() -> EnumerationConfig {
+    EnumerationConfig { min_users: 6, window: Duration::from_secs(86_400) }
+}
 
 /// The sshd jail as the built-in default has it.
 pub(super) fn default_jail(name: &str, sources: Vec<String>) -> JailConfig {
@@ -50,6 +78,11 @@ pub(super) fn default_jail(name: &str, sources: Vec<String>) -> JailConfig {
         ban_time_factor: DEFAULT_FACTOR,
         ban_time_max: DEFAULT_BAN_MAX,
         max_tracked: DEFAULT_MAX_TRACKED,
+        kinds: Vec::new(),
+        weights: Vec::new(),
+        windows: default_windows(),
+        prefix: Some(default_prefix()),
+        enumeration: Some(default_enumeration()),
     }
 }
 
@@ -426,6 +459,17 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         if let Some(b) = s.boolean("enabled", &mut errs) {
             j.enabled = b;
         }
+        if let Some(kinds) = s.strings("kinds", &mut errs) {
+            for (i, k) in kinds.iter().enumerate() {
+                if k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                    errs.push((format!("{path}.kinds[{i}]"), format!("{k:?} is not a valid kind (e.g. \"scan\", \"decoy.login\")")));
+                }
+            }
+            j.kinds = kinds;
+            if !s.table.contains_key("rules") {
+                j.rules.clear();
+            }
+        }
         match s.strings("sources", &mut errs) {
             Some(list) if list.is_empty() => errs.push((
                 format!("{path}.sources"),
@@ -453,7 +497,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
                 j.sources = list;
             }
             None => {
-                if !s.table.contains_key("sources") {
+                if !s.table.contains_key("sources") && j.kinds.is_empty() {
                     errs.push((
                         format!("{path}.sources"),
                         "missing (e.g. sources = [\"auth\"])".into(),
@@ -533,6 +577,79 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         if let Some(n) = s.integer("max_tracked", 1_000, 100_000_000, &mut errs) {
             j.max_tracked = n as usize;
         }
+        if j.rules.is_empty() && j.kinds.is_empty() && !errs.iter().any(|(p, _)| p.starts_with(&format!("{path}.rules"))) {
+            errs.push((format!("{path}.rules"), "a jail needs `rules` (text sources) or `kinds` (structured observations)".into()));
+        }
+        // Every key of [jail.weights] is a rule id, so there is no unknown-key check here.
+        if let Some(w) = s.table("weights", &mut errs) {
+            let mut keys: Vec<&String> = w.table.keys().collect();
+            keys.sort();
+            for k in keys {
+                match &w.table[k] {
+                    Value::Integer(n) if (0..=100).contains(n) => j.weights.push((k.clone(), *n as f32)),
+                    Value::Float(f) if (0.0..=100.0).contains(f) => j.weights.push((k.clone(), *f as f32)),
+                    other => errs.push((format!("{path}.weights.{k}"), format!("expected a weight from 0 to 100, found {}", show(other)))),
+                }
+            }
+        }
+        match s.get("window") {
+            None => {}
+            Some(Value::Array(a)) if a.is_empty() => j.windows.clear(),
+            Some(_) => {
+                j.windows.clear();
+                for mut w in s.array_of_tables("window", &mut errs) {
+                    let wp = w.path.clone();
+                    let threshold = w.float("threshold", &mut errs);
+                    let window = w.duration("window", &mut errs);
+                    match (threshold, window) {
+                        (Some(t), Some(d)) if t > 0.0 && !d.is_zero() => j.windows.push(WindowConfig { threshold: t as f32, window: d }),
+                        (Some(_), Some(_)) => errs.push((wp.clone(), "threshold and window must be above 0".into())),
+                        _ => errs.push((wp.clone(), "needs `threshold` (a score) and `window` (e.g. \"24h\")".into())),
+                    }
+                    w.finish(&mut errs);
+                }
+            }
+        }
+        match s.get("prefix") {
+            None => {}
+            Some(Value::Boolean(false)) => j.prefix = None,
+            Some(_) => {
+                if let Some(mut p) = s.table("prefix", &mut errs) {
+                    let mut c = default_prefix();
+                    if let Some(n) = p.integer("min_addresses", 2, 65_536, &mut errs) {
+                        c.min_addresses = n as u32;
+                    }
+                    if let Some(d) = p.duration("window", &mut errs) {
+                        c.window = d;
+                    }
+                    if let Some(n) = p.integer("ipv4_len", 8, 31, &mut errs) {
+                        c.v4_len = n as u8;
+                    }
+                    if let Some(n) = p.integer("ipv6_len", 16, 127, &mut errs) {
+                        c.v6_len = n as u8;
+                    }
+                    p.finish(&mut errs);
+                    j.prefix = Some(c);
+                }
+            }
+        }
+        match s.get("enumeration") {
+            None => {}
+            Some(Value::Boolean(false)) => j.enumeration = None,
+            Some(_) => {
+                if let Some(mut p) = s.table("enumeration", &mut errs) {
+                    let mut c = default_enumeration();
+                    if let Some(n) = p.integer("min_users", 2, 65_536, &mut errs) {
+                        c.min_users = n as u32;
+                    }
+                    if let Some(d) = p.duration("window", &mut errs) {
+                        c.window = d;
+                    }
+                    p.finish(&mut errs);
+                    j.enumeration = Some(c);
+                }
+            }
+        }
         match name {
             None => errs.push((
                 format!("{path}.name"),
@@ -553,6 +670,21 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         s.finish(&mut errs);
     }
+
+    let mut recidive = RecidiveConfig { permanent_after: Some(DEFAULT_PERMANENT_AFTER) };
+    if let Some(mut s) = root.table("recidive", &mut errs) {
+        if let Some(n) = s.integer("permanent_after", 0, 1_000_000, &mut errs) {
+            recidive.permanent_after = if n == 0 { None } else { Some(n as u32) };
+        }
+        s.finish(&mut errs);
+    }
+    let mut trust = TrustConfig { key_login_ttl: None };
+    if let Some(mut s) = root.table("trust", &mut errs) {
+        if let Some(d) = s.duration("key_login_ttl", &mut errs) {
+            trust.key_login_ttl = if d.is_zero() { None } else { Some(d) };
+        }
+        s.finish(&mut errs);
+    }
     root.finish(&mut errs);
 
     if errs.is_empty() {
@@ -565,6 +697,8 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             store,
             sources,
             jails,
+            recidive,
+            trust,
         })
     } else {
         Err(errs)

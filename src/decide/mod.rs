@@ -71,6 +71,7 @@ pub fn decide(
             finding.detector
         ),
         level: prior,
+        detector: finding.detector,
     })
 }
 
@@ -93,6 +94,7 @@ pub fn manual(
             reason.to_string()
         },
         level: 0,
+        detector: "manual",
     })
 }
 

@@ -13,3 +13,9 @@
 pub mod threshold;
 
 pub use threshold::{ThresholdDetector, ThresholdParams};
+pub mod enumeration;
+pub mod prefix;
+pub mod window;
+pub use enumeration::{EnumerationDetector, EnumerationParams};
+pub use prefix::{PrefixDetector, PrefixParams};
+pub use window::{WindowDetector, WindowParams};

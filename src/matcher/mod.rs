@@ -48,6 +48,17 @@ pub fn counts_as_failure(rule: &str) -> bool {
     !sshd::NOT_COUNTED.contains(&rule)
 }
 
+/// The default weight of one match of `rule` for score-based detectors (0 for lines that do
+/// not count; see the `WEIGHTS` table beside the sshd rules). A failure on `root` weighs
+/// double. Jails may override per rule.
+pub fn default_weight(rule: &str, user: Option<&str>) -> f32 {
+    if !counts_as_failure(rule) {
+        return 0.0;
+    }
+    let base = sshd::WEIGHTS.iter().find(|(r, _)| *r == rule).map_or(1.0, |(_, w)| *w);
+    if user == Some("root") && rule != "sshd.root-login-refused" { base * 2.0 } else { base }
+}
+
 /// The names of all built-in rule sets, for error messages and `--help`.
 pub fn known_rule_sets() -> &'static [&'static str] {
     KNOWN

@@ -361,6 +361,14 @@ pub(crate) static RULES: &[Rule] = &[
         tail: &[Lit(")"), OptSpaces],
     },
     // --- success ------------------------------------------------------------------------
+    // Key logins get their own id: a recent one can make an address trusted.
+    Rule {
+        id: "sshd.accepted-publickey",
+        lead: "Accepted publickey",
+        pre: &[Lit(" for ")],
+        slot: FROM_USER,
+        tail: AUTH_TAIL,
+    },
     Rule {
         id: "sshd.accepted",
         lead: "Accepted ",
@@ -378,9 +386,29 @@ pub(crate) static RULES: &[Rule] = &[
 /// would ban a user for a couple of typos, the one failure we must never have.
 pub(crate) const NOT_COUNTED: &[&str] = &[
     "sshd.accepted",
+    "sshd.accepted-publickey",
     "sshd.failed-publickey",
     "sshd.pam-auth-failure",
     "sshd.auth-failure",
     "sshd.preauth-received-disconnect",
     "sshd.login-grace-timeout",
+];
+
+/// Default weights of the counted rules (sshguard-style attack scores): how much one line
+/// adds to a score-based detector. An invalid user or a refused root login says more about
+/// intent than a pre-auth disconnect, which scanners and impatient humans both produce.
+/// Rules not listed weigh 1; [`NOT_COUNTED`] rules weigh 0. A failure on the user `root`
+/// weighs double. Jails can override any of these (`[jail.weights]`).
+pub(crate) const WEIGHTS: &[(&str, f32)] = &[
+    ("sshd.invalid-user", 2.0),
+    ("sshd.user-not-allowed", 2.0),
+    ("sshd.root-login-refused", 2.0),
+    ("sshd.preauth-closed", 0.5),
+    ("sshd.preauth-reset", 0.5),
+    ("sshd.preauth-disconnected", 0.5),
+    ("sshd.closed-before-identification", 0.5),
+    ("sshd.no-identification", 0.5),
+    ("sshd.no-auth-methods", 0.5),
+    ("sshd.auth-fail-disconnect", 0.5),
+    ("sshd.unable-to-negotiate", 0.5),
 ];

@@ -14,7 +14,11 @@ mod sqlite;
 
 use std::time::SystemTime;
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
+
+use crate::event::Observation;
 
 pub use sqlite::SqliteStore;
 
@@ -31,6 +35,8 @@ pub struct BanRow {
     pub reason: String,
     /// Escalation level (0 = first offence).
     pub level: u32,
+    /// The detector that decided it (`manual` for `ravelin ban`).
+    pub detector: String,
     /// When it started.
     pub start: SystemTime,
     /// When it expires (`None`: permanent).
@@ -101,6 +107,29 @@ pub trait Store: Send {
         value: &str,
         now: SystemTime,
     ) -> Result<(), StoreError>;
+    /// Append observations (one transaction). They feed `explain` and are replayed into the
+    /// detectors on start, so long windows survive restarts.
+    fn record_observations(&mut self, obs: &[Observation]) -> Result<(), StoreError>;
+    /// Observations at or after `since`, oldest first, at most `limit` (the newest are kept
+    /// when there are more).
+    fn observations_since(
+        &mut self,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError>;
+    /// The newest observations of one address, newest first.
+    fn observations_of(
+        &mut self,
+        addr: IpAddr,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError>;
+    /// Drop observations older than `keep` and beyond the newest `max_rows`; returns rows deleted.
+    fn prune_observations(
+        &mut self,
+        now: SystemTime,
+        keep: std::time::Duration,
+        max_rows: usize,
+    ) -> Result<usize, StoreError>;
     /// Delete history older than `now - retention`; returns rows deleted.
     fn prune(
         &mut self,

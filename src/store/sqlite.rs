@@ -5,11 +5,15 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{BanRow, Store, StoreError};
 use crate::clock::{from_unix_secs, unix_secs};
+use crate::event::Observation;
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit one that shipped.
 const MIGRATIONS: &[&str] = &[
@@ -32,6 +36,18 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated INTEGER NOT NULL
     );",
+    // 2: the deciding detector on each ban; observations (explain, and detector state rebuilt
+    // on restart by replaying them).
+    "ALTER TABLE bans ADD COLUMN detector TEXT NOT NULL DEFAULT 'threshold';
+    CREATE TABLE observations (
+        time INTEGER NOT NULL,
+        addr TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        user TEXT,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX observations_addr ON observations(addr, time);
+    CREATE INDEX observations_time ON observations(time);",
 ];
 
 /// The SQLite store.
@@ -112,10 +128,57 @@ fn row_to_ban(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<BanRow, StoreErr
                 end_reason.unwrap_or_default(),
             )
         }),
+        detector: r.get(9)?,
     }))
 }
 
-const COLUMNS: &str = "id, target, jail, reason, level, start, expires, ended, end_reason";
+/// User names are client-controlled; stored ones are cut to this many bytes.
+const MAX_USER: usize = 128;
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+type ObsRow = Option<Observation>;
+
+fn row_to_observation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObsRow> {
+    let addr: String = r.get(1)?;
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return Ok(None);
+    };
+    let rule: String = r.get(2)?;
+    let source: String = r.get(4)?;
+    Ok(Some(Observation {
+        time: from_unix_secs(r.get::<_, i64>(0)?.max(0) as u64),
+        addr,
+        user: r.get(3)?,
+        rule: Arc::from(rule.as_str()),
+        source: Arc::from(source.as_str()),
+    }))
+}
+
+fn collect_observations(
+    rows: impl Iterator<Item = rusqlite::Result<ObsRow>>,
+) -> Result<Vec<Observation>, StoreError> {
+    let mut out = Vec::new();
+    for r in rows {
+        // A row that no longer parses is skipped rather than failing the whole read.
+        if let Some(o) = r? {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+const COLUMNS: &str =
+    "id, target, jail, reason, level, start, expires, ended, end_reason, detector";
 
 fn secs(t: SystemTime) -> i64 {
     unix_secs(t) as i64
@@ -146,8 +209,8 @@ impl Store for SqliteStore {
             params![ban.target.to_string(), now],
         )?;
         tx.execute(
-            "INSERT INTO bans (target, jail, reason, level, start, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![ban.target.to_string(), ban.jail, ban.reason, ban.level as i64, now, ban.expires.map(secs)],
+            "INSERT INTO bans (target, jail, reason, level, start, expires, detector) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ban.target.to_string(), ban.jail, ban.reason, ban.level as i64, now, ban.expires.map(secs), ban.detector],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -211,6 +274,71 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_observations(&mut self, obs: &[Observation]) -> Result<(), StoreError> {
+        if obs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO observations (time, addr, rule, user, source) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for o in obs {
+                let user = o.user.as_deref().map(|u| truncate(u, MAX_USER));
+                stmt.execute(params![
+                    secs(o.time),
+                    o.addr.to_string(),
+                    &*o.rule,
+                    user,
+                    &*o.source
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn observations_since(
+        &mut self,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT time, addr, rule, user, source FROM (
+                SELECT rowid, time, addr, rule, user, source FROM observations WHERE time >= ?1 ORDER BY time DESC, rowid DESC LIMIT ?2
+             ) ORDER BY time, rowid",
+        )?;
+        let rows = stmt.query_map(params![secs(since), limit as i64], row_to_observation)?;
+        collect_observations(rows)
+    }
+
+    fn observations_of(
+        &mut self,
+        addr: IpAddr,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT time, addr, rule, user, source FROM observations WHERE addr = ?1 ORDER BY time DESC, rowid DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![addr.to_string(), limit as i64], row_to_observation)?;
+        collect_observations(rows)
+    }
+
+    fn prune_observations(
+        &mut self,
+        now: SystemTime,
+        keep: Duration,
+        max_rows: usize,
+    ) -> Result<usize, StoreError> {
+        let cutoff = secs(now) - keep.as_secs() as i64;
+        let mut n = self
+            .conn
+            .execute("DELETE FROM observations WHERE time < ?1", params![cutoff])?;
+        n += self.conn.execute(
+            "DELETE FROM observations WHERE rowid <= (SELECT rowid FROM observations ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
+            params![max_rows as i64],
+        )?;
+        Ok(n)
+    }
+
     fn prune(&mut self, now: SystemTime, retention: Duration) -> Result<usize, StoreError> {
         let cutoff = secs(now) - retention.as_secs() as i64;
         let bans = self.conn.execute(
@@ -236,6 +364,7 @@ mod tests {
             jail: "sshd".into(),
             reason: "5 failures in 10m".into(),
             level: 0,
+            detector: "threshold".into(),
             start: from_unix_secs(start),
             expires: len.map(|l| from_unix_secs(start + l)),
             ended: None,
@@ -330,6 +459,73 @@ mod tests {
         assert!(
             err.contains("cannot open the store") && err.contains("move the file aside"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod observation_tests {
+    use super::*;
+
+    fn obs(t: u64, addr: &str, user: Option<&str>) -> Observation {
+        Observation {
+            time: from_unix_secs(t),
+            addr: addr.parse().unwrap(),
+            user: user.map(str::to_string),
+            rule: Arc::from("sshd.failed-password"),
+            source: Arc::from("auth"),
+        }
+    }
+
+    #[test]
+    fn observations_round_trip_are_bounded_and_pruned() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let long = "x".repeat(1000);
+        s.record_observations(&[
+            obs(10, "203.0.113.1", Some("root")),
+            obs(20, "2001:db8::1", None),
+            obs(30, "203.0.113.1", Some(&long)),
+        ])
+        .unwrap();
+        let all = s.observations_since(from_unix_secs(0), 100).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|o| crate::clock::unix_secs(o.time))
+                .collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
+        // The limit keeps the newest, still oldest first.
+        let two = s.observations_since(from_unix_secs(0), 2).unwrap();
+        assert_eq!(
+            two.iter()
+                .map(|o| crate::clock::unix_secs(o.time))
+                .collect::<Vec<_>>(),
+            vec![20, 30]
+        );
+        let mine = s
+            .observations_of("203.0.113.1".parse().unwrap(), 10)
+            .unwrap();
+        assert_eq!(mine.len(), 2);
+        assert_eq!(
+            mine[0].user.as_ref().unwrap().len(),
+            MAX_USER,
+            "client-controlled user names are cut"
+        );
+        assert_eq!(mine[1].user.as_deref(), Some("root"));
+        // Age and row-count limits.
+        assert_eq!(
+            s.prune_observations(from_unix_secs(25), Duration::from_secs(10), 100)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.prune_observations(from_unix_secs(25), Duration::from_secs(100), 1)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.observations_since(from_unix_secs(0), 100).unwrap().len(),
+            1
         );
     }
 }
