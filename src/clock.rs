@@ -41,6 +41,12 @@ impl FakeClock {
         }
     }
 
+    /// Jump to `t` (forward or back; the caller keeps it monotonic where that matters).
+    pub fn set(&self, t: SystemTime) {
+        let micros = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+        self.micros.store(micros, Ordering::SeqCst);
+    }
+
     /// Move forward by `d`.
     pub fn advance(&self, d: Duration) {
         self.micros

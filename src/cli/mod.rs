@@ -4,6 +4,7 @@
 //! the control socket and state from that config, so `ravelin --config x bans` and
 //! `ravelin bans --config x` talk to the same daemon.
 
+pub mod simulate;
 pub mod test_rules;
 
 use std::io::Write;
@@ -71,12 +72,22 @@ pub enum Command {
     },
     /// Run the rules over a log file and report matches (like fail2ban-regex).
     TestRules(test_rules::TestRulesArgs),
+    /// Replay a log file through the whole pipeline in log time; nothing is touched.
+    Simulate(simulate::SimulateArgs),
+    /// What ravelin knows about an address, and why it did or did not ban it.
+    Explain {
+        /// The address.
+        addr: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Simulate(_)));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match dispatch(&cli, &mut out) {
@@ -89,9 +100,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(quiet: bool) {
+    // The daemon logs at info; offline tools (simulate) only warn, their output is stdout.
+    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAVELIN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -235,6 +248,21 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
+        Command::Simulate(a) => simulate::run(load(cli)?, a, out).map(|()| ExitCode::SUCCESS),
+        Command::Explain { addr, json } => {
+            let data = ask(
+                cli,
+                &Request::Explain {
+                    target: addr.clone(),
+                },
+            )?;
+            if *json {
+                print_json(out, &data)?;
+            } else {
+                print_explain(out, &data)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -295,6 +323,114 @@ fn print_bans(out: &mut dyn Write, data: &Value) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn print_explain(out: &mut dyn Write, d: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{}", s(&d["address"]))?;
+    if let Some(why) = d["allowlisted"].as_str() {
+        writeln!(out, "  allowlisted: never banned ({why})")?;
+    }
+    if let Some(t) = d["trusted_until"].as_str() {
+        writeln!(out, "  trusted until {t} (recent key login)")?;
+    }
+    let bans = d["bans"].as_array().cloned().unwrap_or_default();
+    if bans.is_empty() {
+        writeln!(out, "  not banned")?;
+    }
+    for b in &bans {
+        let until = if b["expires"].is_null() {
+            "permanently".to_string()
+        } else {
+            format!("until {}", s(&b["expires"]))
+        };
+        writeln!(
+            out,
+            "  BANNED as {} {until} by jail {} (detector {}, level {}): {}",
+            s(&b["target"]),
+            s(&b["jail"]),
+            s(&b["detector"]),
+            b["level"],
+            s(&b["reason"])
+        )?;
+    }
+    let perm = d["permanent_after"]
+        .as_u64()
+        .map(|n| format!(", permanent after {n}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  earlier bans: {}{perm}; a next ban would last {}",
+        d["prior_bans"],
+        s(&d["next_ban_length"])
+    )?;
+    for j in d["jails"].as_array().into_iter().flatten() {
+        writeln!(out, "  jail {}:", s(&j["jail"]))?;
+        for det in j["detectors"].as_array().into_iter().flatten() {
+            let scope = det["prefix"]
+                .as_str()
+                .map(|p| format!(" [{p}]"))
+                .unwrap_or_default();
+            let (v, t) = (
+                det["value"].as_f64().unwrap_or(0.0),
+                det["threshold"].as_f64().unwrap_or(0.0),
+            );
+            let state = if v >= t && t > 0.0 {
+                "AT THRESHOLD".to_string()
+            } else {
+                format!("{} below", fmt_num(t - v))
+            };
+            writeln!(
+                out,
+                "    {:<12} {:>6} / {:<6} {} in {}{scope}: {state}",
+                s(&det["detector"]),
+                fmt_num(v),
+                fmt_num(t),
+                s(&det["unit"]),
+                s(&det["window"])
+            )?;
+        }
+    }
+    let o = &d["observations"];
+    writeln!(out, "  observations (newest {} kept):", o["total_shown"])?;
+    for r in o["by_rule"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "    {:<36} {:>6}  {} .. {}",
+            s(&r["rule"]),
+            r["count"],
+            s(&r["first"]),
+            s(&r["last"])
+        )?;
+    }
+    for r in o["recent"].as_array().into_iter().flatten().take(10) {
+        writeln!(
+            out,
+            "    {} {:<36} user={}",
+            s(&r["time"]),
+            s(&r["rule"]),
+            s(&r["user"])
+        )?;
+    }
+    for h in d["history"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  past ban {} jail {} detector {} level {}: {}",
+            s(&h["start"]),
+            s(&h["jail"]),
+            s(&h["detector"]),
+            h["level"],
+            s(&h["reason"])
+        )?;
+    }
+    Ok(())
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract().abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn print_status(out: &mut dyn Write, d: &Value) -> anyhow::Result<()> {

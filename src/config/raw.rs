@@ -50,19 +50,33 @@ fn show(v: &Value) -> String {
 /// are cleared by their next successful login, so only sources that never log in accumulate.
 fn default_windows() -> Vec<WindowConfig> {
     vec![
-        WindowConfig { threshold: 10.0, window: Duration::from_secs(86_400) },
-        WindowConfig { threshold: 20.0, window: Duration::from_secs(7 * 86_400) },
+        WindowConfig {
+            threshold: 10.0,
+            window: Duration::from_secs(86_400),
+        },
+        WindowConfig {
+            threshold: 20.0,
+            window: Duration::from_secs(7 * 86_400),
+        },
     ]
 }
 
 /// Rotating botnets: 8 distinct failing addresses of one /24 or /64 within 6 hours.
 fn default_prefix() -> PrefixConfig {
-    PrefixConfig { min_addresses: 8, window: Duration::from_secs(6 * 3600), v4_len: 24, v6_len: 64 }
+    PrefixConfig {
+        min_addresses: 8,
+        window: Duration::from_secs(6 * 3600),
+        v4_len: 24,
+        v6_len: 64,
+    }
 }
 
 /// Enumeration: 6 distinct user names from one address within a day.
 fn default_enumeration() -> EnumerationConfig {
-    EnumerationConfig { min_users: 6, window: Duration::from_secs(86_400) }
+    EnumerationConfig {
+        min_users: 6,
+        window: Duration::from_secs(86_400),
+    }
 }
 
 /// The sshd jail as the built-in default has it.
@@ -461,8 +475,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         if let Some(kinds) = s.strings("kinds", &mut errs) {
             for (i, k) in kinds.iter().enumerate() {
-                if k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                    errs.push((format!("{path}.kinds[{i}]"), format!("{k:?} is not a valid kind (e.g. \"scan\", \"decoy.login\")")));
+                if k.is_empty()
+                    || k.len() > 64
+                    || !k
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    errs.push((
+                        format!("{path}.kinds[{i}]"),
+                        format!("{k:?} is not a valid kind (e.g. \"scan\", \"decoy.login\")"),
+                    ));
                 }
             }
             j.kinds = kinds;
@@ -577,8 +599,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         if let Some(n) = s.integer("max_tracked", 1_000, 100_000_000, &mut errs) {
             j.max_tracked = n as usize;
         }
-        if j.rules.is_empty() && j.kinds.is_empty() && !errs.iter().any(|(p, _)| p.starts_with(&format!("{path}.rules"))) {
-            errs.push((format!("{path}.rules"), "a jail needs `rules` (text sources) or `kinds` (structured observations)".into()));
+        if j.rules.is_empty()
+            && j.kinds.is_empty()
+            && !errs
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{path}.rules")))
+        {
+            errs.push((
+                format!("{path}.rules"),
+                "a jail needs `rules` (text sources) or `kinds` (structured observations)".into(),
+            ));
         }
         // Every key of [jail.weights] is a rule id, so there is no unknown-key check here.
         if let Some(w) = s.table("weights", &mut errs) {
@@ -586,9 +616,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             keys.sort();
             for k in keys {
                 match &w.table[k] {
-                    Value::Integer(n) if (0..=100).contains(n) => j.weights.push((k.clone(), *n as f32)),
-                    Value::Float(f) if (0.0..=100.0).contains(f) => j.weights.push((k.clone(), *f as f32)),
-                    other => errs.push((format!("{path}.weights.{k}"), format!("expected a weight from 0 to 100, found {}", show(other)))),
+                    Value::Integer(n) if (0..=100).contains(n) => {
+                        j.weights.push((k.clone(), *n as f32))
+                    }
+                    Value::Float(f) if (0.0..=100.0).contains(f) => {
+                        j.weights.push((k.clone(), *f as f32))
+                    }
+                    other => errs.push((
+                        format!("{path}.weights.{k}"),
+                        format!("expected a weight from 0 to 100, found {}", show(other)),
+                    )),
                 }
             }
         }
@@ -602,9 +639,19 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
                     let threshold = w.float("threshold", &mut errs);
                     let window = w.duration("window", &mut errs);
                     match (threshold, window) {
-                        (Some(t), Some(d)) if t > 0.0 && !d.is_zero() => j.windows.push(WindowConfig { threshold: t as f32, window: d }),
-                        (Some(_), Some(_)) => errs.push((wp.clone(), "threshold and window must be above 0".into())),
-                        _ => errs.push((wp.clone(), "needs `threshold` (a score) and `window` (e.g. \"24h\")".into())),
+                        (Some(t), Some(d)) if t > 0.0 && !d.is_zero() => {
+                            j.windows.push(WindowConfig {
+                                threshold: t as f32,
+                                window: d,
+                            })
+                        }
+                        (Some(_), Some(_)) => {
+                            errs.push((wp.clone(), "threshold and window must be above 0".into()))
+                        }
+                        _ => errs.push((
+                            wp.clone(),
+                            "needs `threshold` (a score) and `window` (e.g. \"24h\")".into(),
+                        )),
                     }
                     w.finish(&mut errs);
                 }
@@ -671,14 +718,18 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         s.finish(&mut errs);
     }
 
-    let mut recidive = RecidiveConfig { permanent_after: Some(DEFAULT_PERMANENT_AFTER) };
+    let mut recidive = RecidiveConfig {
+        permanent_after: Some(DEFAULT_PERMANENT_AFTER),
+    };
     if let Some(mut s) = root.table("recidive", &mut errs) {
         if let Some(n) = s.integer("permanent_after", 0, 1_000_000, &mut errs) {
             recidive.permanent_after = if n == 0 { None } else { Some(n as u32) };
         }
         s.finish(&mut errs);
     }
-    let mut trust = TrustConfig { key_login_ttl: None };
+    let mut trust = TrustConfig {
+        key_login_ttl: None,
+    };
     if let Some(mut s) = root.table("trust", &mut errs) {
         if let Some(d) = s.duration("key_login_ttl", &mut errs) {
             trust.key_login_ttl = if d.is_zero() { None } else { Some(d) };

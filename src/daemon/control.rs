@@ -39,6 +39,11 @@ pub enum Request {
         #[serde(default)]
         reason: String,
     },
+    /// What is known about one address.
+    Explain {
+        /// The address.
+        target: String,
+    },
     /// Lift a ban.
     Unban {
         /// Address or CIDR.

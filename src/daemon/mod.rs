@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod hostaddr;
+pub mod jail;
 pub mod worker;
 
 use std::collections::HashMap;

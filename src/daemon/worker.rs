@@ -8,9 +8,12 @@
 //! immediate action when idle (a lone failure line is in the kernel set within milliseconds),
 //! with no timers and no locks. The thread runs a current-thread tokio runtime so it can wait
 //! on its channels, and may block (SQLite, `nft`) without stalling the main runtime.
+//!
+//! The same worker runs `ravelin simulate`: a fake clock set from the log's own timestamps,
+//! an in-memory store, the `log` enforcer, and a sink that collects every decision.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -20,14 +23,14 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{Envelope, Reply, Request};
+use super::jail::Jail;
 use crate::clock::{Clock, rfc3339};
-use crate::config::{Config, JailConfig, format_duration};
+use crate::config::{Config, format_duration};
 use crate::decide::allowlist::{Allowlist, normalize_net};
-use crate::decide::{self, Escalation};
-use crate::detect::{ThresholdDetector, ThresholdParams};
+use crate::decide::{self};
 use crate::enforce::{Change, Enforcer};
-use crate::event::{BanLength, BanOrder, Observation, host_net};
-use crate::matcher::{Matcher, Outcome};
+use crate::event::{BanLength, BanOrder, Finding, Observation, host_net};
+use crate::matcher::Outcome;
 use crate::source::{SourceEvent, SourceStats};
 use crate::store::{BanRow, Store};
 
@@ -35,6 +38,10 @@ use crate::store::{BanRow, Store};
 const MAX_BATCH: usize = 8192;
 /// Default length of `ravelin ban` without `--for`.
 const DEFAULT_MANUAL: Duration = Duration::from_secs(3600);
+/// Observations kept in the store (newest first) and replayed on start.
+const MAX_STORED_OBSERVATIONS: usize = 2_000_000;
+/// Trusted addresses remembered at once (oldest dropped first).
+const MAX_TRUSTED: usize = 10_000;
 
 /// Messages from the main runtime besides control requests.
 pub enum Command {
@@ -52,12 +59,14 @@ pub type SourceRegistry = Arc<Mutex<Vec<(String, String, Arc<SourceStats>)>>>;
 pub struct Counters {
     /// Records received from sources.
     pub records: u64,
-    /// Records a rule matched.
+    /// Records a rule matched (plus structured observations taken by a jail).
     pub matched: u64,
     /// Lines from a covered program (sshd) that no rule matched.
     pub unmatched_relevant: u64,
     /// Successful logins seen (they clear an address's failures).
     pub accepted: u64,
+    /// Observations skipped because the address is trusted (recent key login).
+    pub trusted: u64,
     /// Detector findings.
     pub findings: u64,
     /// Bans issued.
@@ -78,39 +87,31 @@ pub struct Counters {
     pub reconciled_unknown: u64,
 }
 
-struct Jail {
-    cfg: JailConfig,
-    name: Arc<str>,
-    matcher: Matcher,
-    detector: ThresholdDetector,
-    esc: Escalation,
-    matched: u64,
-    bans: u64,
-}
-
-fn params(j: &JailConfig) -> ThresholdParams {
-    ThresholdParams {
-        max_retry: j.max_retry,
-        find_time: j.find_time,
-        max_tracked: j.max_tracked,
-    }
-}
-
-fn escalation(j: &JailConfig) -> Escalation {
-    Escalation {
-        ban_time: j.ban_time,
-        factor: j.ban_time_factor,
-        max: j.ban_time_max,
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Active {
     jail: String,
+    detector: String,
     reason: String,
     level: u32,
     start: SystemTime,
     expires: Option<SystemTime>,
+}
+
+/// One decision, as `ravelin simulate --json` prints it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecisionRecord {
+    /// When (log time in a simulation).
+    pub time: String,
+    /// `ban` or `unban`.
+    pub action: &'static str,
+    /// Address or CIDR.
+    pub target: String,
+    /// Ban length in seconds (`null` for permanent bans and unbans).
+    pub duration_s: Option<u64>,
+    /// Jail.
+    pub jail: String,
+    /// Detector.
+    pub detector: String,
 }
 
 /// Everything the worker owns.
@@ -123,19 +124,29 @@ pub struct Worker {
     jails: Vec<Jail>,
     by_source: HashMap<String, Vec<usize>>,
     active: HashMap<IpNet, Active>,
+    /// Active prefix bans, so addresses inside one are not banned again one by one.
+    active_prefixes: Vec<IpNet>,
     schedule: BinaryHeap<Reverse<(SystemTime, IpNet)>>,
+    trusted: HashMap<IpAddr, SystemTime>,
     orders: Vec<BanOrder>,
     removes: Vec<IpNet>,
     checkpoints: HashMap<String, String>,
+    observations: Vec<Observation>,
     counters: Counters,
     sources: SourceRegistry,
     started: SystemTime,
     kernel_elements: Option<usize>,
     needs_reconcile: bool,
+    replaying: bool,
+    /// Collects decisions (simulate); `None` in the daemon.
+    pub decisions: Option<Vec<DecisionRecord>>,
+    /// Persist observations (off in `simulate`, which only needs the decisions).
+    pub keep_observations: bool,
 }
 
 impl Worker {
-    /// Build the worker. Fails if a jail's rules cannot be built (config validation prevents it).
+    /// Build the worker: jails, active bans from the store, and detector state rebuilt by
+    /// replaying the stored observations of the longest window.
     pub fn new(
         cfg: Config,
         host_addrs: &[IpAddr],
@@ -154,15 +165,21 @@ impl Worker {
             jails: Vec::new(),
             by_source: HashMap::new(),
             active: HashMap::new(),
+            active_prefixes: Vec::new(),
             schedule: BinaryHeap::new(),
+            trusted: HashMap::new(),
             orders: Vec::new(),
             removes: Vec::new(),
             checkpoints: HashMap::new(),
+            observations: Vec::new(),
             counters: Counters::default(),
             sources,
             started: now,
             kernel_elements: None,
             needs_reconcile: true,
+            replaying: false,
+            decisions: None,
+            keep_observations: true,
         };
         w.build_jails(Vec::new())?;
         for row in w.store.active_bans(now)? {
@@ -170,6 +187,7 @@ impl Worker {
                 row.target,
                 Active {
                     jail: row.jail,
+                    detector: row.detector,
                     reason: row.reason,
                     level: row.level,
                     start: row.start,
@@ -177,32 +195,43 @@ impl Worker {
                 },
             );
         }
+        w.replay(now)?;
         Ok(w)
+    }
+
+    /// Rebuild detector state from stored observations (findings are discarded: whatever
+    /// they caused is already in the store).
+    fn replay(&mut self, now: SystemTime) -> anyhow::Result<()> {
+        let since = now
+            .checked_sub(self.cfg.longest_window())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let obs = self
+            .store
+            .observations_since(since, MAX_STORED_OBSERVATIONS)?;
+        if obs.is_empty() {
+            return Ok(());
+        }
+        self.replaying = true;
+        for o in &obs {
+            self.take_observation(o, o.time.min(now));
+        }
+        self.replaying = false;
+        tracing::info!(
+            observations = obs.len(),
+            "detector state rebuilt from stored observations"
+        );
+        Ok(())
     }
 
     /// (Re)build jails from the config, keeping detector state of jails that keep their name.
     fn build_jails(&mut self, mut old: Vec<Jail>) -> anyhow::Result<()> {
         let mut jails = Vec::new();
         for jc in self.cfg.jails.iter().filter(|j| j.enabled) {
-            let matcher =
-                Matcher::new(&jc.rules).map_err(|e| anyhow::anyhow!("jail {}: {e}", jc.name))?;
-            let detector = match old.iter().position(|j| j.cfg.name == jc.name) {
-                Some(i) => {
-                    let mut d = old.swap_remove(i).detector;
-                    d.set_params(params(jc));
-                    d
-                }
-                None => ThresholdDetector::new(Arc::from(jc.name.as_str()), params(jc)),
-            };
-            jails.push(Jail {
-                name: Arc::from(jc.name.as_str()),
-                esc: escalation(jc),
-                cfg: jc.clone(),
-                matcher,
-                detector,
-                matched: 0,
-                bans: 0,
-            });
+            let prev = old
+                .iter()
+                .position(|j| j.cfg.name == jc.name)
+                .map(|i| old.swap_remove(i));
+            jails.push(Jail::build(jc, prev)?);
         }
         let mut by_source: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, j) in jails.iter().enumerate() {
@@ -219,7 +248,26 @@ impl Worker {
         if let Some(e) = a.expires {
             self.schedule.push(Reverse((e, target)));
         }
+        if target.prefix_len() < target.max_prefix_len() && !self.active_prefixes.contains(&target)
+        {
+            self.active_prefixes.push(target);
+        }
         self.active.insert(target, a);
+    }
+
+    fn untrack(&mut self, target: &IpNet) -> Option<Active> {
+        self.active_prefixes.retain(|p| p != target);
+        self.active.remove(target)
+    }
+
+    /// Is `target` already covered by an active ban (itself, or a prefix containing it)?
+    fn covered(&self, target: &IpNet) -> bool {
+        self.active.contains_key(target)
+            || self.active_prefixes.iter().any(|p| p.contains(target))
+            || self
+                .orders
+                .iter()
+                .any(|o| o.target() == *target || o.target().contains(target))
     }
 
     /// Run until both channels close.
@@ -267,14 +315,11 @@ impl Worker {
                     if self.needs_reconcile || now.duration_since(last_reconcile).unwrap_or_default() >= Duration::from_secs(60) {
                         self.reconcile();
                         last_reconcile = now;
-                        for j in &mut self.jails { j.detector.sweep(now); }
+                        for j in &mut self.jails { j.sweep(now); }
+                        self.trusted.retain(|_, until| *until > now);
                     }
                     if now.duration_since(last_prune).unwrap_or(Duration::MAX) >= Duration::from_secs(3600) {
-                        match self.store.prune(now, self.cfg.store.retention) {
-                            Ok(n) if n > 0 => tracing::info!(rows = n, "pruned store history older than the retention window"),
-                            Ok(_) => {}
-                            Err(e) => { self.counters.store_errors += 1; tracing::error!(error = %e, "store prune failed"); }
-                        }
+                        self.prune(now);
                         last_prune = now;
                     }
                     self.flush();
@@ -285,37 +330,66 @@ impl Worker {
         tracing::info!("pipeline worker stopped");
     }
 
-    fn on_event(&mut self, ev: SourceEvent) {
+    fn prune(&mut self, now: SystemTime) {
+        let keep = self.cfg.longest_window().max(Duration::from_secs(86_400));
+        let res = self
+            .store
+            .prune(now, self.cfg.store.retention)
+            .and_then(|a| {
+                Ok(a + self
+                    .store
+                    .prune_observations(now, keep, MAX_STORED_OBSERVATIONS)?)
+            });
+        match res {
+            Ok(n) if n > 0 => tracing::info!(
+                rows = n,
+                "pruned store history outside the retention windows"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                self.counters.store_errors += 1;
+                tracing::error!(error = %e, "store prune failed");
+            }
+        }
+    }
+
+    /// Are bans waiting for a flush?
+    pub fn has_pending(&self) -> bool {
+        !self.orders.is_empty() || !self.removes.is_empty()
+    }
+
+    /// Handle one event from a source.
+    pub fn on_event(&mut self, ev: SourceEvent) {
         match ev {
             SourceEvent::Checkpoint { key, value } => {
                 self.checkpoints.insert(key, value);
             }
+            SourceEvent::Observation(obs) => {
+                self.counters.records += 1;
+                let now = self.clock.now();
+                self.take_observation(&obs, now);
+            }
             SourceEvent::Record(rec) => {
                 self.counters.records += 1;
                 let now = self.clock.now();
-                let Some(jail_ids) = self.by_source.get(&*rec.source) else {
+                let Some(jail_ids) = self.by_source.get(&*rec.source).cloned() else {
                     return;
                 };
-                let mut findings = Vec::new();
-                for &ji in jail_ids {
-                    let jail = &mut self.jails[ji];
-                    match jail.matcher.match_body(&rec.body, now) {
+                // A record is matched once per distinct rule set; most configs have one jail per
+                // source, so this is one match per line.
+                let mut seen: Option<Observation> = None;
+                for ji in jail_ids {
+                    let Some(m) = self.jails[ji].matcher.as_ref() else {
+                        continue;
+                    };
+                    match m.match_body(&rec.body, now) {
                         Outcome::Unmatched { relevant } => {
                             if relevant {
                                 self.counters.unmatched_relevant += 1;
                             }
                         }
                         Outcome::Matched(m) => {
-                            self.counters.matched += 1;
-                            jail.matched += 1;
-                            if m.rule.starts_with("sshd.accepted") {
-                                self.counters.accepted += 1;
-                                jail.detector.forget(m.addr);
-                                continue;
-                            }
-                            if !crate::matcher::counts_as_failure(m.rule) {
-                                continue;
-                            }
+                            self.jails[ji].matched += 1;
                             let obs = Observation {
                                 time: m.time.unwrap_or(now),
                                 addr: m.addr,
@@ -323,27 +397,100 @@ impl Worker {
                                 rule: Arc::from(m.rule),
                                 source: rec.source.clone(),
                             };
-                            if self.allow.contains_addr(obs.addr) {
-                                // Allowlisted addresses are never even counted.
-                                continue;
-                            }
-                            if let Some(f) = jail.detector.observe(&obs, now) {
-                                findings.push((ji, f));
-                            }
+                            self.observe_in(ji, &obs, now);
+                            seen = Some(obs);
                         }
                     }
                 }
-                for (ji, f) in findings {
-                    self.on_finding(ji, f, now);
+                if let Some(obs) = seen {
+                    self.counters.matched += 1;
+                    if !self.replaying {
+                        self.observations.push(obs);
+                    }
                 }
             }
         }
     }
 
-    fn on_finding(&mut self, ji: usize, f: crate::event::Finding, now: SystemTime) {
+    /// A structured (or replayed) observation: to every jail that takes it.
+    fn take_observation(&mut self, obs: &Observation, now: SystemTime) {
+        let mut taken = false;
+        for ji in 0..self.jails.len() {
+            let j = &self.jails[ji];
+            let by_rules = j.matcher.is_some() && j.cfg.sources.iter().any(|s| **s == *obs.source);
+            let by_kind = j.takes_kind(&obs.rule)
+                && (j.cfg.sources.is_empty() || j.cfg.sources.iter().any(|s| **s == *obs.source));
+            if by_rules || by_kind {
+                self.observe_in(ji, obs, now);
+                taken = true;
+            }
+        }
+        if taken && !self.replaying {
+            self.counters.matched += 1;
+            self.observations.push(obs.clone());
+        }
+    }
+
+    /// The heart of the pipeline for one observation in one jail.
+    fn observe_in(&mut self, ji: usize, obs: &Observation, now: SystemTime) {
+        if obs.rule.starts_with("sshd.accepted") {
+            if !self.replaying {
+                self.counters.accepted += 1;
+            }
+            for j in &mut self.jails {
+                j.forget(obs.addr);
+            }
+            if let (Some(ttl), true) = (
+                self.cfg.trust.key_login_ttl,
+                &*obs.rule == "sshd.accepted-publickey",
+            ) {
+                self.trust(obs.addr, obs.time + ttl);
+            }
+            return;
+        }
+        // Allowlisted addresses are never even counted.
+        if self.allow.contains_addr(obs.addr) {
+            return;
+        }
+        if self
+            .trusted
+            .get(&obs.addr)
+            .is_some_and(|until| *until > now)
+        {
+            self.counters.trusted += 1;
+            return;
+        }
+        let weight = self.jails[ji].weight(&obs.rule, obs.user.as_deref());
+        if weight <= 0.0 {
+            return;
+        }
+        let findings = self.jails[ji].observe(obs, weight, now);
+        if self.replaying {
+            return;
+        }
+        for f in findings {
+            self.on_finding(ji, f, now);
+        }
+    }
+
+    fn trust(&mut self, addr: IpAddr, until: SystemTime) {
+        if self.trusted.len() >= MAX_TRUSTED && !self.trusted.contains_key(&addr) {
+            if let Some(oldest) = self
+                .trusted
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(a, _)| *a)
+            {
+                self.trusted.remove(&oldest);
+            }
+        }
+        self.trusted.insert(addr, until);
+    }
+
+    fn on_finding(&mut self, ji: usize, f: Finding, now: SystemTime) {
         self.counters.findings += 1;
         let target = normalize_net(f.target);
-        if self.active.contains_key(&target) || self.orders.iter().any(|o| o.target() == target) {
+        if self.covered(&target) {
             self.counters.already_banned += 1;
             return;
         }
@@ -358,26 +505,28 @@ impl Worker {
                 0
             }
         };
+        let permanent_after = self.cfg.recidive.permanent_after;
         let jail = &mut self.jails[ji];
-        match decide::decide(&f, &self.allow, &jail.esc, prior, now) {
+        match decide::decide(&f, &self.allow, &jail.esc, prior, permanent_after, now) {
             Ok(order) => {
                 jail.bans += 1;
                 tracing::info!(
-                    target = %order.target(), jail = %order.jail, level = order.level,
+                    target = %order.target(), jail = %order.jail, detector = order.detector, level = order.level,
                     length = %length_str(order.length), reason = %order.reason, "ban"
                 );
                 self.orders.push(order);
             }
             Err(refusal) => {
                 self.counters.allowlisted += 1;
-                tracing::info!(%refusal, "not banned: allowlisted");
+                tracing::info!(%refusal, detector = f.detector, "not banned: allowlisted");
             }
         }
     }
 
     /// Commit queued bans to the store, apply them (and queued unbans) in one kernel
-    /// transaction, then persist checkpoints (only after the records before them took effect).
-    fn flush(&mut self) {
+    /// transaction, then persist observations and checkpoints (only after the records before
+    /// them took effect).
+    pub fn flush(&mut self) {
         let now = self.clock.now();
         let orders = std::mem::take(&mut self.orders);
         let removes = std::mem::take(&mut self.removes);
@@ -405,6 +554,7 @@ impl Worker {
                     jail: o.jail.to_string(),
                     reason: o.reason.clone(),
                     level: o.level,
+                    detector: o.detector.to_string(),
                     start: o.start,
                     expires: o.expires(),
                     ended: None,
@@ -414,10 +564,24 @@ impl Worker {
                     tracing::error!(error = %e, target = %row.target, "cannot record ban in the store (it is enforced; it will not survive a restart)");
                 }
                 self.counters.bans += 1;
+                if let Some(d) = &mut self.decisions {
+                    d.push(DecisionRecord {
+                        time: rfc3339(o.start),
+                        action: "ban",
+                        target: o.target().to_string(),
+                        duration_s: match o.length {
+                            BanLength::For(len) => Some(len.as_secs()),
+                            BanLength::Permanent => None,
+                        },
+                        jail: o.jail.to_string(),
+                        detector: o.detector.to_string(),
+                    });
+                }
                 self.track(
                     o.target(),
                     Active {
                         jail: o.jail.to_string(),
+                        detector: o.detector.to_string(),
                         reason: o.reason.clone(),
                         level: o.level,
                         start: o.start,
@@ -425,6 +589,14 @@ impl Worker {
                     },
                 );
             }
+        }
+        let mut obs = std::mem::take(&mut self.observations);
+        if !self.keep_observations {
+            obs.clear();
+        }
+        if let Err(e) = self.store.record_observations(&obs) {
+            self.counters.store_errors += 1;
+            tracing::error!(error = %e, count = obs.len(), "cannot record observations (explain and restart replay will miss them)");
         }
         for (k, v) in std::mem::take(&mut self.checkpoints) {
             if let Err(e) = self.store.save_checkpoint(&k, &v, now) {
@@ -435,7 +607,7 @@ impl Worker {
     }
 
     /// Walk the ordered unban schedule.
-    fn expire(&mut self, now: SystemTime) {
+    pub fn expire(&mut self, now: SystemTime) {
         while let Some(Reverse((when, target))) = self.schedule.peek().cloned() {
             if when > now {
                 break;
@@ -446,9 +618,19 @@ impl Worker {
                 .get(&target)
                 .is_some_and(|a| a.expires == Some(when))
             {
-                self.active.remove(&target);
+                let a = self.untrack(&target);
                 self.counters.unbans += 1;
                 tracing::info!(%target, "ban expired");
+                if let (Some(d), Some(a)) = (&mut self.decisions, a) {
+                    d.push(DecisionRecord {
+                        time: rfc3339(when),
+                        action: "unban",
+                        target: target.to_string(),
+                        duration_s: None,
+                        jail: a.jail,
+                        detector: a.detector,
+                    });
+                }
                 // The kernel element expires on its own timeout; removing it too keeps the
                 // log backend (and any clock skew) consistent. Absent elements are fine.
                 self.removes.push(target);
@@ -527,14 +709,14 @@ impl Worker {
     }
 
     fn lift(&mut self, target: IpNet, reason: &str, now: SystemTime) -> bool {
-        let was = self.active.remove(&target).is_some();
+        let was = self.untrack(&target).is_some();
         if let Err(e) = self.store.end_ban(target, now, reason) {
             self.counters.store_errors += 1;
             tracing::error!(error = %e, %target, "cannot record unban in the store");
         }
         if target.prefix_len() == target.max_prefix_len() {
             for j in &mut self.jails {
-                j.detector.forget(target.addr());
+                j.forget(target.addr());
             }
         }
         self.removes.push(target);
@@ -575,12 +757,17 @@ impl Worker {
         }
     }
 
-    fn on_request(&mut self, req: Request) -> Reply {
+    /// Serve one control request.
+    pub fn on_request(&mut self, req: Request) -> Reply {
         let now = self.clock.now();
         match req {
             Request::Status => Reply::ok(self.status(now)),
             Request::Bans => Reply::ok(Value::Array(self.bans_json(now))),
             Request::Jails => Reply::ok(Value::Array(self.jails_json(now))),
+            Request::Explain { target } => match target.trim().parse::<IpAddr>() {
+                Ok(addr) => Reply::ok(self.explain(crate::event::normalize_addr(addr), now)),
+                Err(_) => Reply::err(format!("{target:?} is not an IP address")),
+            },
             Request::Ban {
                 target,
                 seconds,
@@ -605,9 +792,7 @@ impl Worker {
                     )),
                     Ok(order) => {
                         let t = order.target();
-                        if self.active.contains_key(&t) {
-                            self.removes.retain(|r| *r != t);
-                        }
+                        self.removes.retain(|r| *r != t);
                         tracing::info!(target = %t, length = %length_str(order.length), "manual ban");
                         self.orders.push(order);
                         self.flush();
@@ -627,6 +812,19 @@ impl Worker {
         }
     }
 
+    fn ban_json(t: &IpNet, a: &Active, now: SystemTime) -> Value {
+        json!({
+            "target": t.to_string(),
+            "jail": a.jail,
+            "detector": a.detector,
+            "reason": a.reason,
+            "level": a.level,
+            "start": rfc3339(a.start),
+            "expires": a.expires.map(rfc3339),
+            "remaining_s": a.expires.map(|e| remaining(e, now).as_secs()),
+        })
+    }
+
     fn bans_json(&self, now: SystemTime) -> Vec<Value> {
         let mut list: Vec<(&IpNet, &Active)> = self
             .active
@@ -635,36 +833,103 @@ impl Worker {
             .collect();
         list.sort_by_key(|(t, a)| (a.start, **t));
         list.into_iter()
-            .map(|(t, a)| {
-                json!({
-                    "target": t.to_string(),
-                    "jail": a.jail,
-                    "reason": a.reason,
-                    "level": a.level,
-                    "start": rfc3339(a.start),
-                    "expires": a.expires.map(rfc3339),
-                    "remaining_s": a.expires.map(|e| remaining(e, now).as_secs()),
-                })
-            })
+            .map(|(t, a)| Self::ban_json(t, a, now))
             .collect()
     }
 
+    /// Everything ravelin knows about one address, and why it did or did not ban it.
+    fn explain(&mut self, addr: IpAddr, now: SystemTime) -> Value {
+        let host = host_net(addr);
+        let allowlisted = self.allow.permit(host).err().map(|r| r.to_string());
+        let bans: Vec<Value> = self
+            .active
+            .iter()
+            .filter(|(t, a)| t.contains(&addr) && a.expires.is_none_or(|e| e > now))
+            .map(|(t, a)| Self::ban_json(t, a, now))
+            .collect();
+        let since = now
+            .checked_sub(self.cfg.store.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let prior = self.store.prior_bans(host, since).unwrap_or(0);
+        let history: Vec<Value> = self
+            .store
+            .history(host, 20)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "start": rfc3339(r.start), "jail": r.jail, "detector": r.detector, "level": r.level,
+                    "expires": r.expires.map(rfc3339), "ended": r.ended.map(|(t, why)| json!({"time": rfc3339(t), "reason": why})),
+                    "reason": r.reason,
+                })
+            })
+            .collect();
+        let obs = self.store.observations_of(addr, 500).unwrap_or_default();
+        let mut by_rule: BTreeMap<String, (u64, SystemTime, SystemTime)> = BTreeMap::new();
+        for o in &obs {
+            let e = by_rule
+                .entry(o.rule.to_string())
+                .or_insert((0, o.time, o.time));
+            e.0 += 1;
+            e.1 = e.1.min(o.time);
+            e.2 = e.2.max(o.time);
+        }
+        let by_rule: Vec<Value> = by_rule
+            .into_iter()
+            .map(|(rule, (n, first, last))| json!({"rule": rule, "count": n, "first": rfc3339(first), "last": rfc3339(last)}))
+            .collect();
+        let recent: Vec<Value> = obs
+            .iter()
+            .take(20)
+            .map(|o| json!({"time": rfc3339(o.time), "rule": &*o.rule, "user": o.user, "source": &*o.source}))
+            .collect();
+        let jails: Vec<Value> = self.jails.iter().map(|j| j.explain(addr, now)).collect();
+        let next = self.jails.first().map(|j| {
+            if self
+                .cfg
+                .recidive
+                .permanent_after
+                .is_some_and(|n| prior >= n)
+            {
+                "permanent".to_string()
+            } else {
+                length_str(j.esc.length(prior))
+            }
+        });
+        json!({
+            "address": addr.to_string(),
+            "allowlisted": allowlisted,
+            "trusted_until": self.trusted.get(&addr).filter(|t| **t > now).map(|t| rfc3339(*t)),
+            "bans": bans,
+            "prior_bans": prior,
+            "permanent_after": self.cfg.recidive.permanent_after,
+            "next_ban_length": next,
+            "history": history,
+            "observations": { "total_shown": obs.len(), "by_rule": by_rule, "recent": recent },
+            "jails": jails,
+        })
+    }
+
     fn jails_json(&self, now: SystemTime) -> Vec<Value> {
-        let _ = now;
         self.jails
             .iter()
             .map(|j| {
+                let (tracked, evicted) = j.tracked();
                 json!({
                     "name": &*j.name,
                     "sources": j.cfg.sources,
                     "rules": j.cfg.rules,
+                    "kinds": j.cfg.kinds,
                     "max_retry": j.cfg.max_retry.get(),
                     "find_time": format_duration(j.cfg.find_time),
                     "ban_time": length_str(j.cfg.ban_time),
                     "ban_time_factor": j.cfg.ban_time_factor,
                     "ban_time_max": format_duration(j.cfg.ban_time_max),
-                    "tracked": j.detector.tracked(),
-                    "evicted": j.detector.evicted(),
+                    "windows": j.cfg.windows.iter().map(|w| json!({"threshold": w.threshold, "window": format_duration(w.window)})).collect::<Vec<_>>(),
+                    "prefix": j.cfg.prefix.as_ref().map(|p| json!({"min_addresses": p.min_addresses, "window": format_duration(p.window), "ipv4_len": p.v4_len, "ipv6_len": p.v6_len})),
+                    "enumeration": j.cfg.enumeration.as_ref().map(|e| json!({"min_users": e.min_users, "window": format_duration(e.window)})),
+                    "tracked": tracked,
+                    "evicted": evicted,
                     "matched": j.matched,
                     "bans": j.bans,
                     "active_bans": self.active.values().filter(|a| a.jail == *j.name && a.expires.is_none_or(|e| e > now)).count(),
@@ -701,6 +966,7 @@ impl Worker {
             "active_bans": self.active.values().filter(|a| a.expires.is_none_or(|e| e > now)).count(),
             "kernel_elements": self.kernel_elements,
             "allowlist": self.allow.entries().iter().map(|(n, why)| format!("{n} ({why})")).collect::<Vec<_>>(),
+            "trusted": self.trusted.values().filter(|t| **t > now).count(),
             "sources": sources,
             "jails": self.jails_json(now),
             "counters": self.counters,

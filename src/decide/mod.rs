@@ -50,29 +50,48 @@ pub fn decide(
     allow: &Allowlist,
     esc: &Escalation,
     prior: u32,
+    permanent_after: Option<u32>,
     now: SystemTime,
 ) -> Result<BanOrder, Refusal> {
     let permit = allow.permit(finding.target)?;
-    let length = esc.length(prior);
+    // Recidive: one record per target across all jails (the store's ban history); past the
+    // configured count the ban no longer expires.
+    let length = if permanent_after.is_some_and(|n| prior >= n) {
+        BanLength::Permanent
+    } else {
+        esc.length(prior)
+    };
     Ok(BanOrder {
         permit,
         length,
         start: now,
         jail: finding.jail.clone(),
-        reason: format!(
-            "{} {} in {} (detector {})",
-            finding.count,
-            if finding.count == 1 {
-                "failure"
-            } else {
-                "failures"
-            },
-            finding.jail,
-            finding.detector
-        ),
+        reason: reason(finding, prior),
         level: prior,
         detector: finding.detector,
     })
+}
+
+fn reason(f: &Finding, prior: u32) -> String {
+    let what = match f.detector {
+        "prefix" => format!("{} distinct failing addresses in {}", f.count, f.target),
+        "enumeration" => format!("{} distinct user names tried", f.count),
+        "window" => format!("failure score {} in a long window (low-and-slow)", f.count),
+        _ => format!(
+            "{} {}",
+            f.count,
+            if f.count == 1 { "failure" } else { "failures" }
+        ),
+    };
+    let repeat = if prior > 0 {
+        format!("; repeat offender, {prior} earlier ban(s)")
+    } else {
+        String::new()
+    };
+    format!(
+        "{what} in jail {} (detector {}){repeat}",
+        f.jail, f.detector
+    )
 }
 
 /// A ban asked for by the operator (`ravelin ban`). Still has to pass the allowlist.
@@ -153,13 +172,47 @@ mod tests {
             time: from_unix_secs(5),
         };
         let now = from_unix_secs(100);
-        let o = decide(&f("203.0.113.9/32"), &allow, &esc(600, 2.0, 86_400), 2, now).unwrap();
+        let o = decide(
+            &f("203.0.113.9/32"),
+            &allow,
+            &esc(600, 2.0, 86_400),
+            2,
+            None,
+            now,
+        )
+        .unwrap();
         assert_eq!(o.target().to_string(), "203.0.113.9/32");
         assert_eq!(o.length, BanLength::For(Duration::from_secs(2400)));
         assert_eq!(o.level, 2);
         assert_eq!(o.expires(), Some(from_unix_secs(2500)));
-        assert!(o.reason.contains("5 failures in sshd"));
-        assert!(decide(&f("192.0.2.7/32"), &allow, &esc(600, 2.0, 86_400), 0, now).is_err());
+        assert!(o.reason.contains("5 failures in jail sshd"), "{}", o.reason);
+        // Past permanent_after, the ban never expires.
+        let p = decide(
+            &f("203.0.113.9/32"),
+            &allow,
+            &esc(600, 2.0, 86_400),
+            3,
+            Some(3),
+            now,
+        )
+        .unwrap();
+        assert_eq!(p.length, BanLength::Permanent);
+        assert!(
+            p.reason.contains("repeat offender, 3 earlier"),
+            "{}",
+            p.reason
+        );
+        assert!(
+            decide(
+                &f("192.0.2.7/32"),
+                &allow,
+                &esc(600, 2.0, 86_400),
+                0,
+                None,
+                now
+            )
+            .is_err()
+        );
         assert!(
             manual(
                 "127.0.0.1/32".parse().unwrap(),

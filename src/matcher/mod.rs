@@ -55,8 +55,15 @@ pub fn default_weight(rule: &str, user: Option<&str>) -> f32 {
     if !counts_as_failure(rule) {
         return 0.0;
     }
-    let base = sshd::WEIGHTS.iter().find(|(r, _)| *r == rule).map_or(1.0, |(_, w)| *w);
-    if user == Some("root") && rule != "sshd.root-login-refused" { base * 2.0 } else { base }
+    let base = sshd::WEIGHTS
+        .iter()
+        .find(|(r, _)| *r == rule)
+        .map_or(1.0, |(_, w)| *w);
+    if user == Some("root") && rule != "sshd.root-login-refused" {
+        base * 2.0
+    } else {
+        base
+    }
 }
 
 /// The names of all built-in rule sets, for error messages and `--help`.

@@ -31,6 +31,8 @@ pub mod journal;
 pub enum SourceEvent {
     /// One record read from the input.
     Record(Record),
+    /// A structured source's own observation (decoy, firewall scan set): it skips the matcher.
+    Observation(crate::event::Observation),
     /// Everything emitted before this event has been read; persist `value` under `key`.
     /// Opaque string: hand it back unchanged to the same source's `spawn` on the next start.
     Checkpoint {
