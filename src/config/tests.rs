@@ -137,3 +137,112 @@ fn missing_explicit_file_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn detection_keys_default_and_validate() {
+    // Defaults a server owner can keep: on for every jail that does not say otherwise.
+    let c = Config::parse(SAMPLE, None).unwrap();
+    let j = &c.jails[0];
+    assert_eq!(j.windows.len(), 2);
+    assert_eq!(
+        j.prefix
+            .as_ref()
+            .map(|p| (p.min_addresses, p.v4_len, p.v6_len)),
+        Some((8, 24, 64))
+    );
+    assert_eq!(j.enumeration.as_ref().map(|e| e.min_users), Some(6));
+    assert_eq!(c.recidive.permanent_after, Some(10));
+    assert_eq!(c.trust.key_login_ttl, None);
+    assert_eq!(c.longest_window(), Duration::from_secs(7 * 86_400));
+
+    let text = r#"
+[recidive]
+permanent_after = 0
+[trust]
+key_login_ttl = "7d"
+[[source]]
+name = "auth"
+file = "/x"
+[[jail]]
+name = "sshd"
+sources = ["auth"]
+window = [{ threshold = 5, window = "1h" }]
+prefix = false
+[jail.enumeration]
+min_users = 3
+window = "2h"
+[jail.weights]
+"sshd.invalid-user" = 3
+"sshd.preauth-closed" = 0
+[[jail]]
+name = "scanners"
+kinds = ["scan"]
+max_retry = 1
+ban_time = "1d"
+"#;
+    let c = Config::parse(text, None).unwrap();
+    assert_eq!(c.recidive.permanent_after, None);
+    assert_eq!(c.trust.key_login_ttl, Some(Duration::from_secs(7 * 86_400)));
+    let j = &c.jails[0];
+    assert_eq!(
+        j.windows,
+        vec![WindowConfig {
+            threshold: 5.0,
+            window: Duration::from_secs(3600)
+        }]
+    );
+    assert_eq!(j.prefix, None);
+    assert_eq!(
+        j.enumeration,
+        Some(EnumerationConfig {
+            min_users: 3,
+            window: Duration::from_secs(7200)
+        })
+    );
+    assert_eq!(
+        j.weights,
+        vec![
+            ("sshd.invalid-user".to_string(), 3.0),
+            ("sshd.preauth-closed".to_string(), 0.0)
+        ]
+    );
+    let s = &c.jails[1];
+    assert_eq!(
+        (s.kinds.clone(), s.rules.is_empty(), s.sources.is_empty()),
+        (vec!["scan".to_string()], true, true)
+    );
+
+    let bad = r#"
+[recidive]
+permanent_after = -1
+[[source]]
+name = "auth"
+file = "/x"
+[[jail]]
+name = "sshd"
+sources = ["auth"]
+window = [{ threshold = 0, window = "1h" }, { window = "1h" }]
+[jail.prefix]
+min_addresses = 1
+ipv4_len = 40
+[jail.weights]
+"sshd.invalid-user" = "heavy"
+[[jail]]
+name = "nothing"
+rules = []
+sources = ["auth"]
+"#;
+    let err = Config::parse(bad, None).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|(p, _)| p.as_str()).collect();
+    for want in [
+        "recidive.permanent_after",
+        "jail[0].window[0]",
+        "jail[0].window[1]",
+        "jail[0].prefix.min_addresses",
+        "jail[0].prefix.ipv4_len",
+        "jail[0].weights.sshd.invalid-user",
+        "jail[1].rules",
+    ] {
+        assert!(paths.contains(&want), "missing {want}: {paths:?}");
+    }
+}

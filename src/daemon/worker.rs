@@ -997,33 +997,51 @@ pub fn length_str(l: BanLength) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::{FakeClock, from_unix_secs};
-    use crate::enforce::LogEnforcer;
-    use crate::event::{Record, RecordBody};
-    use crate::store::SqliteStore;
+mod tests_support {
+    pub(super) use super::*;
 
-    const T0: u64 = 1_795_000_000; // 2026-11-19
+    pub(super) use crate::clock::{FakeClock, from_unix_secs};
+    pub(super) use crate::enforce::LogEnforcer;
+    pub(super) use crate::event::{Record, RecordBody};
+    pub(super) use crate::store::SqliteStore;
 
-    fn config(max_retry: u32) -> Config {
+    pub(super) const T0: u64 = 1_795_000_000; // 2026-11-19
+
+    /// The sshd jail with only the threshold detector, plus `extra` TOML (top-level keys first,
+    /// then jail keys after a `#jail` marker line).
+    pub(super) fn config_with(max_retry: u32, extra: &str) -> Config {
+        let (top, jail) = extra.split_once("#jail\n").unwrap_or((extra, ""));
         Config::parse(
             &format!(
-                "[allow]\naddresses = [\"192.0.2.10\"]\n[enforce]\nbackend = \"log\"\n[[source]]\nname = \"auth\"\nfile = \"/x\"\n\
-                 [[jail]]\nname = \"sshd\"\nsources = [\"auth\"]\nmax_retry = {max_retry}\nfind_time = \"10m\"\nban_time = \"10m\"\nban_time_factor = 2\nban_time_max = \"1h\"\n"
+                "{top}\n[allow]\naddresses = [\"192.0.2.10\"]\n[enforce]\nbackend = \"log\"\n[[source]]\nname = \"auth\"\nfile = \"/x\"\n\
+                 [[jail]]\nname = \"sshd\"\nsources = [\"auth\"]\nmax_retry = {max_retry}\nfind_time = \"10m\"\nban_time = \"10m\"\nban_time_factor = 2\nban_time_max = \"1h\"\n{jail}\n"
             ),
             None,
         )
         .unwrap()
     }
 
-    fn worker(max_retry: u32) -> (Worker, FakeClock) {
+    pub(super) fn config(max_retry: u32) -> Config {
+        config_with(
+            max_retry,
+            "#jail\nwindow = []\nprefix = false\nenumeration = false\n",
+        )
+    }
+
+    pub(super) fn worker(max_retry: u32) -> (Worker, FakeClock) {
+        worker_with(
+            config(max_retry),
+            Box::new(SqliteStore::in_memory().unwrap()),
+        )
+    }
+
+    pub(super) fn worker_with(cfg: Config, store: Box<dyn Store>) -> (Worker, FakeClock) {
         let clock = FakeClock::new(from_unix_secs(T0));
         let w = Worker::new(
-            config(max_retry),
+            cfg,
             &[],
             Arc::new(clock.clone()),
-            Box::new(SqliteStore::in_memory().unwrap()),
+            store,
             Box::new(LogEnforcer::new()),
             Arc::new(Mutex::new(Vec::new())),
         )
@@ -1031,7 +1049,7 @@ mod tests {
         (w, clock)
     }
 
-    fn fail(w: &mut Worker, clock: &FakeClock, addr: &str) {
+    pub(super) fn fail(w: &mut Worker, clock: &FakeClock, addr: &str) {
         let dt: chrono::DateTime<chrono::Utc> = clock.now().into();
         let line = format!(
             "{} host sshd[1]: Failed password for invalid user x from {addr} port 4 ssh2",
@@ -1044,7 +1062,7 @@ mod tests {
         w.flush();
     }
 
-    fn kernel(w: &mut Worker) -> Vec<String> {
+    pub(super) fn kernel(w: &mut Worker) -> Vec<String> {
         let mut v: Vec<String> = w
             .enforcer
             .list()
@@ -1055,6 +1073,29 @@ mod tests {
         v.sort();
         v
     }
+
+    pub(super) fn line(w: &mut Worker, clock: &FakeClock, msg: &str) {
+        let dt: chrono::DateTime<chrono::Utc> = clock.now().into();
+        let line = format!("{} host sshd[1]: {msg}", dt.format("%b %e %H:%M:%S"));
+        w.on_event(SourceEvent::Record(Record {
+            source: Arc::from("auth"),
+            body: RecordBody::Line(line),
+        }));
+        w.flush();
+    }
+
+    pub(super) fn fail_user(w: &mut Worker, clock: &FakeClock, addr: &str, user: &str) {
+        line(
+            w,
+            clock,
+            &format!("Failed password for {user} from {addr} port 4 ssh2"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
 
     #[test]
     fn threshold_ban_expiry_and_escalation_in_simulated_time() {
@@ -1171,6 +1212,188 @@ mod tests {
         assert_eq!(
             w.store.load_checkpoint("file:auth").unwrap().as_deref(),
             Some("1:2:3")
+        );
+    }
+}
+
+#[cfg(test)]
+mod detection_tests {
+    use super::tests_support::*;
+
+    #[test]
+    fn structured_observations_can_ban_on_the_first_one() {
+        let cfg = config_with(
+            5,
+            "#jail\nwindow = []\n[[jail]]\nname = \"scanners\"\nkinds = [\"scan\"]\nmax_retry = 1\nban_time = \"1d\"\n",
+        );
+        let (mut w, clock) = worker_with(cfg, Box::new(SqliteStore::in_memory().unwrap()));
+        let obs = |rule: &str, addr: &str| Observation {
+            time: clock.now(),
+            addr: addr.parse().unwrap(),
+            user: None,
+            rule: Arc::from(rule),
+            source: Arc::from("firewall"),
+        };
+        // A kind no jail takes changes nothing; "scan.portscan" is of kind "scan".
+        w.on_event(SourceEvent::Observation(obs("decoy.login", "198.51.100.9")));
+        w.on_event(SourceEvent::Observation(obs("scanner", "198.51.100.9")));
+        w.flush();
+        assert!(kernel(&mut w).is_empty());
+        w.on_event(SourceEvent::Observation(obs(
+            "scan.portscan",
+            "198.51.100.9",
+        )));
+        w.flush();
+        assert_eq!(kernel(&mut w), vec!["198.51.100.9/32"]);
+        let b = &w.bans_json(clock.now())[0];
+        assert_eq!(
+            (b["jail"].as_str(), b["remaining_s"].as_u64()),
+            (Some("scanners"), Some(86_400))
+        );
+    }
+
+    #[test]
+    fn repeat_offenders_end_up_banned_permanently() {
+        let cfg = config_with(
+            2,
+            "[recidive]\npermanent_after = 2\n#jail\nwindow = []\nprefix = false\nenumeration = false\n",
+        );
+        let (mut w, clock) = worker_with(cfg, Box::new(SqliteStore::in_memory().unwrap()));
+        for round in 0..3 {
+            fail(&mut w, &clock, "203.0.113.44");
+            fail(&mut w, &clock, "203.0.113.44");
+            let a = w
+                .active
+                .get(&"203.0.113.44/32".parse().unwrap())
+                .cloned()
+                .expect("banned");
+            assert_eq!(a.expires.is_none(), round == 2, "round {round}: {a:?}");
+            clock.advance(Duration::from_secs(7200));
+            w.expire(clock.now());
+            w.flush();
+        }
+        assert_eq!(
+            kernel(&mut w),
+            vec!["203.0.113.44/32"],
+            "the permanent ban stays"
+        );
+    }
+
+    #[test]
+    fn a_recent_key_login_makes_an_address_trusted() {
+        let cfg = config_with(2, "[trust]\nkey_login_ttl = \"1d\"\n#jail\n");
+        let (mut w, clock) = worker_with(cfg, Box::new(SqliteStore::in_memory().unwrap()));
+        line(
+            &mut w,
+            &clock,
+            "Accepted publickey for admin from 198.51.100.20 port 5 ssh2: ED25519 SHA256:abc",
+        );
+        for _ in 0..10 {
+            fail(&mut w, &clock, "198.51.100.20");
+        }
+        assert!(
+            kernel(&mut w).is_empty(),
+            "a trusted admin address was banned"
+        );
+        assert_eq!(w.counters.trusted, 10);
+        // A password login does not make an address trusted.
+        line(
+            &mut w,
+            &clock,
+            "Accepted password for bob from 198.51.100.21 port 5 ssh2",
+        );
+        fail(&mut w, &clock, "198.51.100.21");
+        fail(&mut w, &clock, "198.51.100.21");
+        assert_eq!(kernel(&mut w), vec!["198.51.100.21/32"]);
+    }
+
+    #[test]
+    fn low_and_slow_rotating_and_enumerating_sources_are_caught_and_explained() {
+        let cfg = config_with(
+            5,
+            "#jail\nwindow = [{ threshold = 6, window = \"1d\" }]\n[jail.prefix]\nmin_addresses = 4\nwindow = \"1h\"\n[jail.enumeration]\nmin_users = 4\nwindow = \"1d\"\n",
+        );
+        let (mut w, clock) = worker_with(cfg, Box::new(SqliteStore::in_memory().unwrap()));
+        // Low and slow: one failure every 20 minutes never trips 5 in 10m, but trips the day window.
+        for _ in 0..5 {
+            fail_user(&mut w, &clock, "203.0.113.5", "root"); // root weighs 2
+            clock.advance(Duration::from_secs(1200));
+        }
+        assert!(
+            w.active.contains_key(&"203.0.113.5/32".parse().unwrap()),
+            "{:?}",
+            w.bans_json(clock.now())
+        );
+        assert_eq!(
+            w.active[&"203.0.113.5/32".parse().unwrap()].detector,
+            "window"
+        );
+        // Rotating: 4 addresses of one /24, once each.
+        for i in 1..=4 {
+            fail(&mut w, &clock, &format!("198.51.100.{i}"));
+        }
+        assert!(
+            kernel(&mut w).contains(&"198.51.100.0/24".to_string()),
+            "{:?}",
+            kernel(&mut w)
+        );
+        // Enumeration: 4 names from one address, slowly.
+        for u in ["oracle", "postgres", "git", "ubuntu"] {
+            fail_user(&mut w, &clock, "2001:db8:77::1", u);
+            clock.advance(Duration::from_secs(900));
+        }
+        let v6 = w
+            .active
+            .get(&"2001:db8:77::1/128".parse().unwrap())
+            .cloned()
+            .expect("enumerator banned");
+        assert_eq!(v6.detector, "enumeration");
+        // Explain tells where an address stands against each detector.
+        fail(&mut w, &clock, "192.0.2.200");
+        let e = w.explain("192.0.2.200".parse().unwrap(), clock.now());
+        let dets = e["jails"][0]["detectors"].as_array().unwrap();
+        let threshold = dets.iter().find(|d| d["detector"] == "threshold").unwrap();
+        assert_eq!(
+            (threshold["value"].as_u64(), threshold["threshold"].as_u64()),
+            (Some(1), Some(5))
+        );
+        assert!(
+            dets.iter()
+                .any(|d| d["detector"] == "prefix" && d["prefix"] == "192.0.2.0/24")
+        );
+        assert_eq!(
+            e["observations"]["by_rule"][0]["rule"],
+            "sshd.failed-password"
+        );
+        assert!(e["bans"].as_array().unwrap().is_empty());
+        let e = w.explain("198.51.100.3".parse().unwrap(), clock.now());
+        assert_eq!(e["bans"][0]["target"], "198.51.100.0/24", "{e}");
+        let e = w.explain("192.0.2.10".parse().unwrap(), clock.now());
+        assert!(e["allowlisted"].as_str().unwrap().contains("config"), "{e}");
+    }
+
+    #[test]
+    fn detector_state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db");
+        let cfg = config_with(
+            3,
+            "#jail\nwindow = []\nprefix = false\nenumeration = false\n",
+        );
+        {
+            let (mut w, clock) =
+                worker_with(cfg.clone(), Box::new(SqliteStore::open(&db).unwrap()));
+            fail(&mut w, &clock, "203.0.113.66");
+            fail(&mut w, &clock, "203.0.113.66");
+        }
+        let (mut w, clock) = worker_with(cfg, Box::new(SqliteStore::open(&db).unwrap()));
+        let e = w.explain("203.0.113.66".parse().unwrap(), clock.now());
+        assert_eq!(e["jails"][0]["detectors"][0]["value"], 2, "{e}");
+        fail(&mut w, &clock, "203.0.113.66");
+        assert_eq!(
+            kernel(&mut w),
+            vec!["203.0.113.66/32"],
+            "counted failures lost across restart"
         );
     }
 }

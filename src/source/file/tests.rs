@@ -64,6 +64,7 @@ impl Harness {
                     return Some(l);
                 }
                 SourceEvent::Record(other) => panic!("unexpected record {other:?}"),
+                SourceEvent::Observation(o) => panic!("a file source made an observation {o:?}"),
                 SourceEvent::Checkpoint { key, value } => {
                     assert!(key.starts_with("file:auth:"), "{key}");
                     self.last_checkpoint = Some(value);
@@ -95,6 +96,7 @@ impl Harness {
         match self.event(ARRIVES).await {
             Some(SourceEvent::Checkpoint { value, .. }) => self.last_checkpoint = Some(value),
             Some(SourceEvent::Record(r)) => panic!("unexpected record {r:?}"),
+            Some(SourceEvent::Observation(o)) => panic!("unexpected observation {o:?}"),
             None => panic!("tailer never opened the file"),
         }
     }
@@ -111,6 +113,7 @@ impl Harness {
                     ..
                 }) => lines.push(l),
                 SourceEvent::Record(r) => panic!("unexpected record {r:?}"),
+                SourceEvent::Observation(o) => panic!("unexpected observation {o:?}"),
             }
         }
         tokio::time::timeout(ARRIVES, self.task)

@@ -173,6 +173,7 @@ impl Harness {
                     assert_eq!(key, "journal:journal");
                     self.checkpoints.push(value);
                 }
+                SourceEvent::Observation(o) => panic!("a journal source made an observation {o:?}"),
             }
         }
     }
@@ -201,6 +202,7 @@ impl Harness {
             match ev {
                 SourceEvent::Checkpoint { value, .. } => self.checkpoints.push(value),
                 SourceEvent::Record(r) => panic!("record after shutdown {r:?}"),
+                SourceEvent::Observation(o) => panic!("unexpected observation {o:?}"),
             }
         }
         tokio::time::timeout(ARRIVES, self.task)
