@@ -7,5 +7,6 @@ mod harness;
 
 mod bans;
 mod cli;
+mod detection;
 mod journal;
 mod rotation;
