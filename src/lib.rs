@@ -18,6 +18,7 @@
 //! | [`decide`] | allowlist (mints the ban permit), escalation, dry run |
 //! | [`enforce`] | nftables sets with kernel timeouts, batched transactions |
 //! | [`store`] | SQLite: bans, offence history, checkpoints |
+//! | [`metrics`] | Prometheus exposition on loopback |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
 //! | [`cli`] | subcommands; the only place that prints to stdout |
 
@@ -30,5 +31,6 @@ pub mod detect;
 pub mod enforce;
 pub mod event;
 pub mod matcher;
+pub mod metrics;
 pub mod source;
 pub mod store;

@@ -49,6 +49,8 @@ pub struct Config {
     pub recidive: RecidiveConfig,
     /// Trusted addresses.
     pub trust: TrustConfig,
+    /// Where Prometheus metrics are served (`None`: off). Loopback by default.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Config {

@@ -736,6 +736,19 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         s.finish(&mut errs);
     }
+    let mut metrics: Option<std::net::SocketAddr> = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9847)));
+    if let Some(mut s) = root.table("metrics", &mut errs) {
+        if let Some(l) = s.string("listen", &mut errs) {
+            match l.parse::<std::net::SocketAddr>() {
+                Ok(a) => metrics = Some(a),
+                Err(_) => errs.push(("metrics.listen".into(), format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9847\")"))),
+            }
+        }
+        if s.boolean("enabled", &mut errs) == Some(false) {
+            metrics = None;
+        }
+        s.finish(&mut errs);
+    }
     root.finish(&mut errs);
 
     if errs.is_empty() {
@@ -750,6 +763,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             jails,
             recidive,
             trust,
+            metrics,
         })
     } else {
         Err(errs)

@@ -26,6 +26,8 @@ pub enum Request {
     Bans,
     /// Jails with their settings and state.
     Jails,
+    /// Prometheus text exposition (the data is a string).
+    Metrics,
     /// Ban a target by hand.
     Ban {
         /// Address or CIDR.

@@ -147,6 +147,23 @@ async fn async_main(
         let cp = checkpoints.remove(&checkpoint_key(&s));
         running.push(start_source(s, cp, ev_tx.clone(), &registry));
     }
+    let metrics = match cfg.metrics {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(%addr, "metrics are served beyond loopback; restrict access with the firewall");
+                }
+                tracing::info!(%addr, "metrics on http://{addr}/metrics");
+                Some(tokio::spawn(crate::metrics::http::serve(l, ctl_tx.clone())))
+            }
+            // Metrics are not worth refusing to protect the server: warn and go on.
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot serve metrics (set [metrics] listen, or enabled = false)");
+                None
+            }
+        },
+    };
     let server = tokio::spawn(control::serve(listener, ctl_tx));
     tracing::info!(socket = %socket_path.display(), sources = running.len(), jails = cfg.jails.len(), "ravelin running");
 
@@ -176,6 +193,9 @@ async fn async_main(
     }
     tracing::info!("stopping");
     server.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     for r in running {
         stop_source(r).await;
     }

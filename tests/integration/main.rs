@@ -9,4 +9,5 @@ mod bans;
 mod cli;
 mod detection;
 mod journal;
+mod metrics;
 mod rotation;

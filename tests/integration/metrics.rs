@@ -1,0 +1,45 @@
+//! The Prometheus endpoint: scraped from inside the daemon's namespace, parsed, checked for
+//! the expected families and for bounded labels (no address ever appears).
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn scrape(ns: &Netns, path: &str) -> String {
+    let code = format!(
+        "import urllib.request,sys\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:9847{path}', timeout=5).read().decode())\nexcept Exception as e:\n print('ERROR', e)"
+    );
+    stdout(&ns.cmd("python3").args(["-c", &code]).output().unwrap())
+}
+
+#[test]
+fn metrics_are_served_on_loopback_with_bounded_labels() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let s = Setup::new(2, "", "");
+    std::fs::write(&s.log, "").unwrap();
+    let d = Daemon::start(&ns, &s);
+    s.append(&[failed("203.0.113.31", "a"), failed("203.0.113.31", "b"), "garbage line".to_string()]);
+    assert!(ns.wait_for(Duration::from_secs(1), |e| e.iter().any(|x| x == "203.0.113.31")).is_some());
+    let text = scrape(&ns, "/metrics");
+    for want in [
+        "ravelin_source_lines_total{source=\"auth\"} 3",
+        "ravelin_matches_total{jail=\"sshd\",rule=\"sshd.failed-password\"} 2",
+        "ravelin_bans_added_total{jail=\"sshd\",detector=\"threshold\"} 1",
+        "ravelin_bans_active{jail=\"sshd\"} 1",
+        "# TYPE ravelin_enforce_seconds histogram",
+        "ravelin_enforce_seconds_count ",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // Every sample line parses as name{labels} value, and no label carries an address.
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (series, value) = line.rsplit_once(' ').expect("name value");
+        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}"));
+        assert!(!series.contains("203.0.113"), "an address leaked into a label: {line}");
+    }
+    assert!(scrape(&ns, "/other").contains("404"), "unknown paths are refused");
+    d.stop();
+}
