@@ -9,7 +9,11 @@
 //! | detector | fires when |
 //! |---|---|
 //! | [`threshold`] | an address fails `max_retry` times within `find_time` (fail2ban's rule) |
+//! | [`window`] | an address's weighted score over a long window (hours, days) reaches a threshold (low and slow) |
 
+mod key;
 pub mod threshold;
+pub mod window;
 
 pub use threshold::{ThresholdDetector, ThresholdParams};
+pub use window::{WindowDetector, WindowParams};
