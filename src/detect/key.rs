@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::clock::unix_secs;
 use crate::event::normalize_addr;
@@ -105,7 +105,7 @@ impl RelClock {
 }
 
 /// Whole seconds of a window length as `u32`, saturating.
-pub(crate) fn secs_u32(d: std::time::Duration) -> u32 {
+pub(crate) fn secs_u32(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
@@ -149,9 +149,7 @@ where
             return false;
         }
         let s = score(v);
-        if excess == 0 || s > pivot {
-            true
-        } else if s == pivot && ties == 0 {
+        if excess == 0 || s > pivot || (s == pivot && ties == 0) {
             true
         } else {
             ties = ties.saturating_sub(usize::from(s == pivot));
@@ -173,6 +171,7 @@ pub(crate) fn shrink_if_sparse<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMa
 /// power-of-two number of buckets, at most 7/8 full, each one slot plus one control byte, plus
 /// one group (16) of trailing control bytes. Exact for std's `HashMap` today; an estimate if
 /// that ever changes.
+#[cfg(test)]
 pub(crate) fn table_bytes<K, V, S>(map: &HashMap<K, V, S>) -> usize {
     let cap = map.capacity();
     if cap == 0 {
@@ -333,6 +332,163 @@ impl Recent {
                 }
             }
         }
+    }
+}
+
+/// The state of a detector that counts distinct ids per key within a window (the prefix
+/// detector: addresses per prefix; the enumeration detector: user names per address): a capped
+/// table of [`Recent`] sets on a relative clock. The detectors choose keys and ids; this does
+/// the windowing, the firing count and the bounds.
+#[derive(Debug, Default)]
+pub(crate) struct DistinctTable {
+    table: HashMap<Key, Recent>,
+    clock: RelClock,
+    /// The latest relative event time seen: a stand-in for `now` where none is given.
+    latest: u32,
+    evicted: u64,
+}
+
+/// The parameters a [`DistinctTable`] works with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The window, whole seconds.
+    pub(crate) window: u32,
+    /// Distinct ids that fire (and that are kept per key); at least 1.
+    pub(crate) k: usize,
+    /// Cap on keys; at least 1.
+    pub(crate) cap: usize,
+}
+
+/// The oldest relative time inside a window of `window` seconds ending at `now_r`.
+fn floor_of(now_r: u32, window: u32) -> u32 {
+    now_r.saturating_sub(window)
+}
+
+impl DistinctTable {
+    /// Record `id` under `key` at `time` (clamped to `now`) and return how many distinct ids
+    /// the key has in `[now - window, now]`, at most `k`. An event older than the window is
+    /// ignored (`None`). At `k`, the key is dropped (so one burst fires once) and `Some(k)` is
+    /// returned; the caller turns that into a finding.
+    pub(crate) fn observe(
+        &mut self,
+        key: Key,
+        id: u32,
+        time: SystemTime,
+        now: SystemTime,
+        lim: Limits,
+    ) -> Option<u32> {
+        let Limits { window, k, cap } = lim;
+        let now_r = self.clock.rel_init(now);
+        let t = self.clock.rel(time.min(now));
+        let floor = floor_of(now_r, window);
+        if t < floor {
+            return None;
+        }
+        self.latest = self.latest.max(t);
+        let count = match self.table.get_mut(&key) {
+            Some(seen) => {
+                seen.touch(id, t, k);
+                seen.count_between(floor, now_r)
+            }
+            None if k <= 1 => 1,
+            None => {
+                if self.table.len() >= cap {
+                    self.make_room(now_r, window, cap);
+                }
+                let mut seen = Recent::default();
+                seen.touch(id, t, k);
+                self.table.insert(key, seen);
+                1
+            }
+        };
+        if usize::try_from(count).unwrap_or(usize::MAX) >= k {
+            self.table.remove(&key);
+        }
+        Some(count)
+    }
+
+    /// Distinct ids of `key` in `[now - window, now]`.
+    pub(crate) fn count(&self, key: Key, now: SystemTime, window: u32) -> u32 {
+        if !self.clock.started() {
+            return 0;
+        }
+        let now_r = self.clock.rel(now);
+        self.table
+            .get(&key)
+            .map_or(0, |seen| seen.count_between(floor_of(now_r, window), now_r))
+    }
+
+    /// Forget a key.
+    pub(crate) fn remove(&mut self, key: Key) {
+        self.table.remove(&key);
+    }
+
+    /// Forget one id of a key (and the key, once empty).
+    pub(crate) fn remove_id(&mut self, key: Key, id: u32) {
+        if let Some(seen) = self.table.get_mut(&key) {
+            seen.remove(id);
+            if seen.len() == 0 {
+                self.table.remove(&key);
+            }
+        }
+    }
+
+    /// Forget everything (the keys' meaning changed).
+    pub(crate) fn clear(&mut self) {
+        self.table = HashMap::new();
+    }
+
+    /// Keep at most `k` ids per key and at most `cap` keys (config reload).
+    pub(crate) fn retarget(&mut self, lim: Limits) {
+        let Limits { window, k, cap } = lim;
+        for seen in self.table.values_mut() {
+            if seen.len() > k {
+                seen.retarget(k);
+            }
+        }
+        if self.table.len() > cap {
+            self.make_room(self.latest, window, cap);
+        }
+    }
+
+    /// Drop keys with no id left in the window at `now`; give memory back when sparse.
+    pub(crate) fn sweep(&mut self, now: SystemTime, window: u32) {
+        if !self.clock.started() {
+            return;
+        }
+        let floor = floor_of(self.clock.rel(now), window);
+        self.table.retain(|_, seen| seen.newest() >= floor);
+        shrink_if_sparse(&mut self.table);
+    }
+
+    /// How many keys are tracked.
+    pub(crate) fn tracked(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Keys evicted at the cap while still live.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Heap bytes of the table itself (not the spilled [`Recent`] sets).
+    #[cfg(test)]
+    pub(crate) fn table_bytes(&self) -> usize {
+        table_bytes(&self.table)
+    }
+
+    /// At the cap: drop keys with nothing in the window, then the least suspicious (fewest ids
+    /// in the window, then the oldest last-seen) down to 90% of the cap.
+    fn make_room(&mut self, now_r: u32, window: u32, cap: usize) {
+        let floor = floor_of(now_r, window);
+        self.evicted += make_room(
+            &mut self.table,
+            cap,
+            |seen| seen.newest() >= floor,
+            |seen| {
+                (u64::from(seen.count_between(floor, u32::MAX)) << 32) | u64::from(seen.newest())
+            },
+        ) as u64;
     }
 }
 

@@ -9,11 +9,14 @@
 //! | detector | fires when |
 //! |---|---|
 //! | [`threshold`] | an address fails `max_retry` times within `find_time` (fail2ban's rule) |
+//! | [`prefix`] | `min_addresses` distinct addresses of one IPv4 /24 or IPv6 /64 (configurable) fail within a window (rotating botnets); the target is the prefix |
 //! | [`window`] | an address's weighted score over a long window (hours, days) reaches a threshold (low and slow) |
 
 mod key;
+pub mod prefix;
 pub mod threshold;
 pub mod window;
 
+pub use prefix::{PrefixDetector, PrefixParams};
 pub use threshold::{ThresholdDetector, ThresholdParams};
 pub use window::{WindowDetector, WindowParams};
