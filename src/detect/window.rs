@@ -10,11 +10,12 @@
 //!   `w = ceil(window / 7)` seconds, aligned to the Unix epoch (bucket `i` holds event times in
 //!   `[i·w, (i+1)·w)`), plus the index of its newest bucket: 12 bytes whatever the rate.
 //! * **The approximation, stated exactly.** At `now`, the score counts the buckets whose index
-//!   is within 7 of `now`'s: an event at `t` counts iff `⌊t/w⌋ ≥ ⌊now/w⌋ − 7`. Since `7·w ≥
-//!   window`, every event in `[now − window, now]` counts, and so may events up to one bucket
-//!   older than the window (never more). That errs towards firing, by at most one bucket
-//!   (`window / 7`) of history. An observation whose (clamped) time is already older than
-//!   `now − window` when it arrives is ignored.
+//!   is within `m = ceil(window / w)` of `now`'s: an event at `t` (Unix seconds) counts iff
+//!   `⌊t/w⌋ ≥ ⌊now/w⌋ − m`. `m` is 7 for any window over 42 s (fewer for shorter windows, e.g. 4
+//!   for 8 s, 1 for 1 s). Since `m·w ≥ window`, every event in `[now − window, now]` counts, and
+//!   so may events up to one bucket older than the window (never more). That errs towards
+//!   firing, by at most one bucket (about `window / 7`) of history. An observation whose
+//!   (clamped) time is already older than `now − window` when it arrives is ignored.
 //! * **Weights in fixed point.** Each bucket is a `u8` holding weight × 4 (quarter resolution:
 //!   a weight is rounded to the nearest quarter, and any positive weight counts at least a
 //!   quarter), saturating at 255, i.e. 63.75 per bucket and [`MAX_SCORE`] (510) in all. A
@@ -132,17 +133,27 @@ impl Entry {
     /// Units in the buckets `now_idx - span ..= now_idx` (`span <= 7`).
     fn units_at(&self, now_idx: u32, span: u32) -> u32 {
         let head_age = delta(now_idx, self.head);
-        (0..BUCKETS as u32)
-            .filter(|&k| (0..=i64::from(span)).contains(&(head_age + i64::from(k))))
-            .map(|k| u32::from(self.buckets[slot(self.head.wrapping_sub(k))]))
-            .sum()
+        let mut units = 0;
+        // Bucket `head - k` is `head_age + k` buckets before `now`'s; count ages 0..=span.
+        for k in 0..BUCKETS as u32 {
+            let age = head_age + i64::from(k);
+            if age > i64::from(span) {
+                break;
+            }
+            if age >= 0 {
+                units += u32::from(self.buckets[slot(self.head.wrapping_sub(k))]);
+            }
+        }
+        units
     }
 
-    /// Eviction order: lowest score first, then the oldest newest bucket.
-    fn suspicion(&self, now_idx: u32, span: u32) -> u64 {
+    /// Eviction order: lowest score first, then the oldest newest bucket; `None` when nothing
+    /// is left in the window.
+    fn suspicion(&self, now_idx: u32, span: u32) -> Option<u64> {
+        let units = self.units_at(now_idx, span);
         let age = u64::try_from(delta(now_idx, self.head).max(0)).unwrap_or(0);
         let recency = u64::from(u32::MAX).saturating_sub(age);
-        (u64::from(self.units_at(now_idx, span)) << 32) | recency
+        (units > 0).then_some((u64::from(units) << 32) | recency)
     }
 }
 
@@ -342,12 +353,7 @@ impl WindowDetector {
     /// suspicious down to 90% of the cap.
     fn make_room(&mut self, now_idx: u32) {
         let (span, cap) = (self.span, self.cap());
-        let dropped = key::make_room(
-            &mut self.table,
-            cap,
-            |e| e.units_at(now_idx, span) > 0,
-            |e| e.suspicion(now_idx, span),
-        );
+        let dropped = key::make_room(&mut self.table, cap, |e| e.suspicion(now_idx, span));
         self.evicted += dropped as u64;
     }
 

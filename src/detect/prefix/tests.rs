@@ -478,6 +478,30 @@ fn sweep_drops_only_what_can_no_longer_fire() {
     detector(3, 600, 100).sweep(at(0));
 }
 
+/// The memory figure: bytes of table per tracked prefix with one million prefixes tracked,
+/// each with one or two addresses (inline; a prefix with three or more adds a boxed slice).
+/// `cargo test --release --lib prefix::tests::memory -- --ignored --nocapture`
+#[test]
+#[ignore = "slow in debug builds; prints the memory figure"]
+fn memory_per_prefix_at_one_million() {
+    let n = 1_000_000u32;
+    let mut d = detector(10, 3600, n as usize);
+    let mut o = obs_at(ip("192.0.2.1"), at(0));
+    for i in 0..n {
+        let bits = (0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1;
+        o.addr = IpAddr::from(bits.to_be_bytes());
+        d.observe(&o, 1.0, at(u64::from(i / 300)));
+    }
+    assert_eq!(d.tracked(), n as usize);
+    let per = d.table_bytes() as f64 / f64::from(n);
+    println!(
+        "prefix: {} prefixes, table {} bytes = {per:.1} B/prefix",
+        d.tracked(),
+        d.table_bytes()
+    );
+    assert!(per < 100.0, "{per} bytes per prefix");
+}
+
 #[test]
 fn slot_is_40_bytes() {
     assert_eq!(std::mem::size_of::<(Key, key::Recent)>(), 40);
