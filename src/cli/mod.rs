@@ -108,6 +108,7 @@ fn init_logging(quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -298,8 +299,8 @@ fn print_bans(out: &mut dyn Write, data: &Value) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{:<40} {:<10} {:>5} {:<20} {:>10}  REASON",
-        "TARGET", "JAIL", "LEVEL", "EXPIRES", "LEFT"
+        "{:<40} {:<12} {:<12} {:>5} {:<20} {:>10}  REASON",
+        "TARGET", "JAIL", "DETECTOR", "LEVEL", "EXPIRES", "LEFT"
     )?;
     for b in list {
         let left = b["remaining_s"]
@@ -313,10 +314,11 @@ fn print_bans(out: &mut dyn Write, data: &Value) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{:<40} {:<10} {:>5} {:<20} {:>10}  {}",
+            "{:<40} {:<12} {:<12} {:>5} {:<20} {:>10}  {}",
             s(&b["target"]),
             s(&b["jail"]),
-            b["level"],
+            s(&b["detector"]),
+            b["level"].as_u64().unwrap_or(0),
             expires,
             left,
             s(&b["reason"])

@@ -385,7 +385,7 @@ Nov 21 06:00:05 h sshd[1]: something else\n";
         assert_eq!(objs[1]["line"], 3);
         assert_eq!(objs[1]["addr"], "2001:db8::1");
         assert_eq!(objs[1]["user"], "\u{fffd}\u{fffd}");
-        assert_eq!(objs[2]["rule"], "sshd.accepted");
+        assert_eq!(objs[2]["rule"], "sshd.accepted-publickey");
         let s = &objs[3]["summary"];
         assert_eq!(s["lines"], 6);
         assert_eq!(s["matched"], 3);

@@ -189,6 +189,9 @@ pub struct EnumerationConfig {
     pub min_users: u32,
     /// Within this window.
     pub window: Duration,
+    /// Count names per prefix (the `[jail.prefix]` lengths, else /24 and /64) and ban the
+    /// prefix, instead of per address.
+    pub per_prefix: bool,
 }
 
 /// `[recidive]`: repeat offenders across all jails.

@@ -76,6 +76,7 @@ fn default_enumeration() -> EnumerationConfig {
     EnumerationConfig {
         min_users: 6,
         window: Duration::from_secs(86_400),
+        per_prefix: false,
     }
 }
 
@@ -692,6 +693,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
                     if let Some(d) = p.duration("window", &mut errs) {
                         c.window = d;
                     }
+                    if let Some(b) = p.boolean("per_prefix", &mut errs) {
+                        c.per_prefix = b;
+                    }
                     p.finish(&mut errs);
                     j.enumeration = Some(c);
                 }
@@ -736,12 +740,16 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         s.finish(&mut errs);
     }
-    let mut metrics: Option<std::net::SocketAddr> = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9847)));
+    let mut metrics: Option<std::net::SocketAddr> =
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9847)));
     if let Some(mut s) = root.table("metrics", &mut errs) {
         if let Some(l) = s.string("listen", &mut errs) {
             match l.parse::<std::net::SocketAddr>() {
                 Ok(a) => metrics = Some(a),
-                Err(_) => errs.push(("metrics.listen".into(), format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9847\")"))),
+                Err(_) => errs.push((
+                    "metrics.listen".into(),
+                    format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9847\")"),
+                )),
             }
         }
         if s.boolean("enabled", &mut errs) == Some(false) {

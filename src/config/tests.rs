@@ -196,7 +196,8 @@ ban_time = "1d"
         j.enumeration,
         Some(EnumerationConfig {
             min_users: 3,
-            window: Duration::from_secs(7200)
+            window: Duration::from_secs(7200),
+            per_prefix: false,
         })
     );
     assert_eq!(

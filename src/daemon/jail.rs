@@ -70,6 +70,9 @@ fn enumeration_params(j: &JailConfig) -> Option<EnumerationParams> {
         min_users: e.min_users,
         window: e.window,
         max_tracked: j.max_tracked,
+        by_prefix: e
+            .per_prefix
+            .then(|| j.prefix.as_ref().map_or((24, 64), |p| (p.v4_len, p.v6_len))),
     })
 }
 

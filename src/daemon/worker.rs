@@ -399,7 +399,10 @@ impl Worker {
                         }
                         Outcome::Matched(m) => {
                             self.jails[ji].matched += 1;
-                            *self.matches.entry((self.jails[ji].name.clone(), Arc::from(m.rule))).or_default() += 1;
+                            *self
+                                .matches
+                                .entry((self.jails[ji].name.clone(), Arc::from(m.rule)))
+                                .or_default() += 1;
                             let obs = Observation {
                                 time: m.time.unwrap_or(now),
                                 addr: m.addr,
@@ -499,7 +502,10 @@ impl Worker {
 
     fn on_finding(&mut self, ji: usize, f: Finding, now: SystemTime) {
         self.counters.findings += 1;
-        self.decided.entry((self.jails[ji].name.clone(), f.detector)).or_default().0 += 1;
+        self.decided
+            .entry((self.jails[ji].name.clone(), f.detector))
+            .or_default()
+            .0 += 1;
         let target = normalize_net(f.target);
         if self.covered(&target) {
             self.counters.already_banned += 1;
@@ -521,7 +527,10 @@ impl Worker {
         match decide::decide(&f, &self.allow, &jail.esc, prior, permanent_after, now) {
             Ok(order) => {
                 jail.bans += 1;
-                self.decided.entry((jail.name.clone(), f.detector)).or_default().1 += 1;
+                self.decided
+                    .entry((jail.name.clone(), f.detector))
+                    .or_default()
+                    .1 += 1;
                 tracing::info!(
                     target = %order.target(), jail = %order.jail, detector = order.detector, level = order.level,
                     length = %length_str(order.length), reason = %order.reason, "ban"
@@ -961,11 +970,31 @@ impl Worker {
         type Stat = fn(&SourceStats) -> &std::sync::atomic::AtomicU64;
         let sources = self.sources.lock().map(|l| l.clone()).unwrap_or_default();
         let per_source: [(&str, &str, Stat); 5] = [
-            ("ravelin_source_lines_total", "Lines (or journal entries) read per source.", |s| &s.lines),
-            ("ravelin_source_cut_lines_total", "Lines longer than the cap, cut.", |s| &s.cut_lines),
-            ("ravelin_source_invalid_utf8_total", "Lines with invalid UTF-8 (replaced).", |s| &s.invalid_utf8),
-            ("ravelin_source_errors_total", "Read errors per source.", |s| &s.errors),
-            ("ravelin_source_rotations_total", "Rotations followed per source.", |s| &s.rotations),
+            (
+                "ravelin_source_lines_total",
+                "Lines (or journal entries) read per source.",
+                |s| &s.lines,
+            ),
+            (
+                "ravelin_source_cut_lines_total",
+                "Lines longer than the cap, cut.",
+                |s| &s.cut_lines,
+            ),
+            (
+                "ravelin_source_invalid_utf8_total",
+                "Lines with invalid UTF-8 (replaced).",
+                |s| &s.invalid_utf8,
+            ),
+            (
+                "ravelin_source_errors_total",
+                "Read errors per source.",
+                |s| &s.errors,
+            ),
+            (
+                "ravelin_source_rotations_total",
+                "Rotations followed per source.",
+                |s| &s.rotations,
+            ),
         ];
         for (name, help, get) in per_source {
             e.family(name, "counter", help);
@@ -973,50 +1002,142 @@ impl Worker {
                 e.sample(name, &[("source", src)], get(s).load(Relaxed) as f64);
             }
         }
-        e.family("ravelin_matches_total", "counter", "Lines matched, per jail and rule.");
+        e.family(
+            "ravelin_matches_total",
+            "counter",
+            "Lines matched, per jail and rule.",
+        );
         for ((jail, rule), n) in &self.matches {
-            e.sample("ravelin_matches_total", &[("jail", jail), ("rule", rule)], *n as f64);
+            e.sample(
+                "ravelin_matches_total",
+                &[("jail", jail), ("rule", rule)],
+                *n as f64,
+            );
         }
-        e.family("ravelin_findings_total", "counter", "Detector findings, per jail and detector.");
+        e.family(
+            "ravelin_findings_total",
+            "counter",
+            "Detector findings, per jail and detector.",
+        );
         for ((jail, det), (f, _)) in &self.decided {
-            e.sample("ravelin_findings_total", &[("jail", jail), ("detector", det)], *f as f64);
+            e.sample(
+                "ravelin_findings_total",
+                &[("jail", jail), ("detector", det)],
+                *f as f64,
+            );
         }
-        e.family("ravelin_bans_added_total", "counter", "Bans issued by detectors, per jail and detector.");
+        e.family(
+            "ravelin_bans_added_total",
+            "counter",
+            "Bans issued by detectors, per jail and detector.",
+        );
         for ((jail, det), (_, b)) in &self.decided {
-            e.sample("ravelin_bans_added_total", &[("jail", jail), ("detector", det)], *b as f64);
+            e.sample(
+                "ravelin_bans_added_total",
+                &[("jail", jail), ("detector", det)],
+                *b as f64,
+            );
         }
         e.family("ravelin_bans_active", "gauge", "Bans in force, per jail.");
         let mut active: BTreeMap<&str, u64> = self.jails.iter().map(|j| (&*j.name, 0)).collect();
-        for a in self.active.values().filter(|a| a.expires.is_none_or(|x| x > now)) {
+        for a in self
+            .active
+            .values()
+            .filter(|a| a.expires.is_none_or(|x| x > now))
+        {
             *active.entry(a.jail.as_str()).or_default() += 1;
         }
         for (jail, n) in active {
             e.sample("ravelin_bans_active", &[("jail", jail)], n as f64);
         }
-        e.family("ravelin_tracked", "gauge", "Keys tracked by a jail's detectors (bounded by max_tracked).");
+        e.family(
+            "ravelin_tracked",
+            "gauge",
+            "Keys tracked by a jail's detectors (bounded by max_tracked).",
+        );
         for j in &self.jails {
-            e.sample("ravelin_tracked", &[("jail", &j.name)], j.tracked().0 as f64);
+            e.sample(
+                "ravelin_tracked",
+                &[("jail", &j.name)],
+                j.tracked().0 as f64,
+            );
         }
         let c = &self.counters;
         let totals: [(&str, &str, u64); 11] = [
-            ("ravelin_records_total", "Records received from all sources.", c.records),
-            ("ravelin_unmatched_relevant_total", "Lines from covered programs that no rule matched.", c.unmatched_relevant),
-            ("ravelin_accepted_logins_total", "Successful logins seen.", c.accepted),
-            ("ravelin_trusted_skipped_total", "Observations skipped for trusted addresses.", c.trusted),
-            ("ravelin_already_banned_total", "Findings on targets already banned.", c.already_banned),
-            ("ravelin_allowlisted_total", "Findings refused by the allowlist.", c.allowlisted),
-            ("ravelin_unbans_total", "Bans lifted (expiry or unban).", c.unbans),
-            ("ravelin_enforce_errors_total", "Failed enforcement transactions.", c.enforce_errors),
-            ("ravelin_store_errors_total", "Failed store operations.", c.store_errors),
-            ("ravelin_reconciled_missing_total", "Kernel elements re-added by reconciliation.", c.reconciled_missing),
-            ("ravelin_bans_total", "Bans issued (detectors and manual).", c.bans),
+            (
+                "ravelin_records_total",
+                "Records received from all sources.",
+                c.records,
+            ),
+            (
+                "ravelin_unmatched_relevant_total",
+                "Lines from covered programs that no rule matched.",
+                c.unmatched_relevant,
+            ),
+            (
+                "ravelin_accepted_logins_total",
+                "Successful logins seen.",
+                c.accepted,
+            ),
+            (
+                "ravelin_trusted_skipped_total",
+                "Observations skipped for trusted addresses.",
+                c.trusted,
+            ),
+            (
+                "ravelin_already_banned_total",
+                "Findings on targets already banned.",
+                c.already_banned,
+            ),
+            (
+                "ravelin_allowlisted_total",
+                "Findings refused by the allowlist.",
+                c.allowlisted,
+            ),
+            (
+                "ravelin_unbans_total",
+                "Bans lifted (expiry or unban).",
+                c.unbans,
+            ),
+            (
+                "ravelin_enforce_errors_total",
+                "Failed enforcement transactions.",
+                c.enforce_errors,
+            ),
+            (
+                "ravelin_store_errors_total",
+                "Failed store operations.",
+                c.store_errors,
+            ),
+            (
+                "ravelin_reconciled_missing_total",
+                "Kernel elements re-added by reconciliation.",
+                c.reconciled_missing,
+            ),
+            (
+                "ravelin_bans_total",
+                "Bans issued (detectors and manual).",
+                c.bans,
+            ),
         ];
         for (name, help, v) in totals {
             e.family(name, "counter", help).sample(name, &[], v as f64);
         }
-        e.family("ravelin_kernel_elements", "gauge", "Elements in the kernel ban sets at the last reconciliation.")
-            .sample("ravelin_kernel_elements", &[], self.kernel_elements.unwrap_or(0) as f64);
-        e.histogram("ravelin_enforce_seconds", "Time per enforcement transaction.", &self.enforce_latency);
+        e.family(
+            "ravelin_kernel_elements",
+            "gauge",
+            "Elements in the kernel ban sets at the last reconciliation.",
+        )
+        .sample(
+            "ravelin_kernel_elements",
+            &[],
+            self.kernel_elements.unwrap_or(0) as f64,
+        );
+        e.histogram(
+            "ravelin_enforce_seconds",
+            "Time per enforcement transaction.",
+            &self.enforce_latency,
+        );
         e.finish()
     }
 
@@ -1419,6 +1540,8 @@ mod detection_tests {
             "{:?}",
             kernel(&mut w)
         );
+        let e = w.explain("198.51.100.3".parse().unwrap(), clock.now());
+        assert_eq!(e["bans"][0]["target"], "198.51.100.0/24", "{e}");
         // Enumeration: 4 names from one address, slowly.
         for u in ["oracle", "postgres", "git", "ubuntu"] {
             fail_user(&mut w, &clock, "2001:db8:77::1", u);
@@ -1448,8 +1571,6 @@ mod detection_tests {
             "sshd.failed-password"
         );
         assert!(e["bans"].as_array().unwrap().is_empty());
-        let e = w.explain("198.51.100.3".parse().unwrap(), clock.now());
-        assert_eq!(e["bans"][0]["target"], "198.51.100.0/24", "{e}");
         let e = w.explain("192.0.2.10".parse().unwrap(), clock.now());
         assert!(e["allowlisted"].as_str().unwrap().contains("config"), "{e}");
     }

@@ -249,7 +249,7 @@ fn openssh_shapes() {
         ),
         (
             "Accepted publickey for alice from 203.0.113.9 port 1 ssh2: ED25519 SHA256:x",
-            "sshd.accepted 203.0.113.9 alice",
+            "sshd.accepted-publickey 203.0.113.9 alice",
         ),
         (
             "Accepted password for alice from 203.0.113.9 port 1 ssh2",

@@ -50,7 +50,13 @@ async fn handle(mut s: TcpStream, tx: mpsc::Sender<Envelope>) -> std::io::Result
             break;
         }
         if head.len() > MAX_HEAD {
-            return respond(&mut s, "400 Bad Request", "text/plain", "request too large\n").await;
+            return respond(
+                &mut s,
+                "400 Bad Request",
+                "text/plain",
+                "request too large\n",
+            )
+            .await;
         }
     }
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
@@ -65,19 +71,47 @@ async fn handle(mut s: TcpStream, tx: mpsc::Sender<Envelope>) -> std::io::Result
     }
     let (otx, orx) = oneshot::channel();
     if tx.send((Request::Metrics, otx)).await.is_err() {
-        return respond(&mut s, "503 Service Unavailable", "text/plain", "shutting down\n").await;
+        return respond(
+            &mut s,
+            "503 Service Unavailable",
+            "text/plain",
+            "shutting down\n",
+        )
+        .await;
     }
     match orx.await {
         Ok(reply) if reply.ok => {
-            let body = reply.data.as_ref().and_then(|d| d.as_str()).unwrap_or("").to_string();
-            respond(&mut s, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await
+            let body = reply
+                .data
+                .as_ref()
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .to_string();
+            respond(
+                &mut s,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &body,
+            )
+            .await
         }
-        _ => respond(&mut s, "500 Internal Server Error", "text/plain", "no metrics\n").await,
+        _ => {
+            respond(
+                &mut s,
+                "500 Internal Server Error",
+                "text/plain",
+                "no metrics\n",
+            )
+            .await
+        }
     }
 }
 
 async fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io::Result<()> {
-    let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).await?;
     s.write_all(body.as_bytes()).await?;
     s.shutdown().await

@@ -12,7 +12,9 @@ pub mod http;
 use std::fmt::Write as _;
 
 /// Upper bounds (seconds) of the enforcement latency histogram.
-pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// A fixed-bucket histogram.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +48,9 @@ pub struct Exposition {
 
 /// Escape a label value (the values are bounded, but quotes and backslashes stay legal).
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Exposition {
@@ -101,13 +105,28 @@ mod tests {
         h.observe(0.0015);
         h.observe(3.0);
         let mut e = Exposition::default();
-        e.family("ravelin_bans_total", "counter", "Bans issued.").sample("ravelin_bans_total", &[("jail", "ss\"hd")], 3.0);
+        e.family("ravelin_bans_total", "counter", "Bans issued.")
+            .sample("ravelin_bans_total", &[("jail", "ss\"hd")], 3.0);
         e.histogram("ravelin_enforce_seconds", "Enforcement latency.", &h);
         let t = e.finish();
-        assert!(t.contains("# TYPE ravelin_bans_total counter\nravelin_bans_total{jail=\"ss\\\"hd\"} 3\n"), "{t}");
-        assert!(t.contains("ravelin_enforce_seconds_bucket{le=\"0.001\"} 0\n"), "{t}");
-        assert!(t.contains("ravelin_enforce_seconds_bucket{le=\"0.002\"} 1\n"), "{t}");
-        assert!(t.contains("ravelin_enforce_seconds_bucket{le=\"+Inf\"} 2\n"), "{t}");
+        assert!(
+            t.contains(
+                "# TYPE ravelin_bans_total counter\nravelin_bans_total{jail=\"ss\\\"hd\"} 3\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("ravelin_enforce_seconds_bucket{le=\"0.001\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ravelin_enforce_seconds_bucket{le=\"0.002\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ravelin_enforce_seconds_bucket{le=\"+Inf\"} 2\n"),
+            "{t}"
+        );
         assert!(t.contains("ravelin_enforce_seconds_count 2\n"), "{t}");
     }
 }

@@ -47,8 +47,13 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
             &format!("[[source]]\nname = \"journal\"\njournal_units = [\"ssh.service\", \"sshd.service\"]\njournalctl = \"{}\"\n\n[[jail]]", journal.display()),
         );
     std::fs::write(&s.config, text).unwrap();
-    let d = Daemon::start_with_env(&ns, &s, &[("FAKE_JOURNAL", &fake)]);
-    std::thread::sleep(Duration::from_millis(300)); // the child starts at the end of the journal
+    let argv = s.dir.path().join("argv.jsonl");
+    let env = [
+        ("FAKE_JOURNAL", fake.as_path()),
+        ("FAKE_JOURNALCTL_ARGV", argv.as_path()),
+    ];
+    let d = Daemon::start_with_env(&ns, &s, &env);
+    wait_started(&argv, 1);
     let msgs = [
         (
             "sshd-session",
@@ -90,7 +95,7 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
         })
         .collect();
     append_to(&fake, &more);
-    let d = Daemon::start_with_env(&ns, &s, &[("FAKE_JOURNAL", &fake)]);
+    let d = Daemon::start_with_env(&ns, &s, &env);
     assert!(
         ns.wait_for(Duration::from_secs(3), |e| e
             .iter()
@@ -103,4 +108,22 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
         serde_json::from_slice(&s.cli(&["status", "--json"]).stdout).unwrap();
     assert_eq!(st["counters"]["records"], 3, "old records re-read: {st}");
     d.stop();
+}
+
+/// The stand-in logs each start; it starts at the end of the journal (`--lines=0`), so records
+/// appended before it is up would rightly be skipped.
+fn wait_started(argv: &std::path::Path, starts: usize) {
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(argv)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < starts
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "journalctl stand-in never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
 }

@@ -21,8 +21,17 @@ fn metrics_are_served_on_loopback_with_bounded_labels() {
     let s = Setup::new(2, "", "");
     std::fs::write(&s.log, "").unwrap();
     let d = Daemon::start(&ns, &s);
-    s.append(&[failed("203.0.113.31", "a"), failed("203.0.113.31", "b"), "garbage line".to_string()]);
-    assert!(ns.wait_for(Duration::from_secs(1), |e| e.iter().any(|x| x == "203.0.113.31")).is_some());
+    s.append(&[
+        failed("203.0.113.31", "a"),
+        failed("203.0.113.31", "b"),
+        "garbage line".to_string(),
+    ]);
+    assert!(
+        ns.wait_for(Duration::from_secs(1), |e| e
+            .iter()
+            .any(|x| x == "203.0.113.31"))
+            .is_some()
+    );
     let text = scrape(&ns, "/metrics");
     for want in [
         "ravelin_source_lines_total{source=\"auth\"} 3",
@@ -35,11 +44,22 @@ fn metrics_are_served_on_loopback_with_bounded_labels() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     // Every sample line parses as name{labels} value, and no label carries an address.
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').expect("name value");
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}"));
-        assert!(!series.contains("203.0.113"), "an address leaked into a label: {line}");
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        assert!(
+            !series.contains("203.0.113"),
+            "an address leaked into a label: {line}"
+        );
     }
-    assert!(scrape(&ns, "/other").contains("404"), "unknown paths are refused");
+    assert!(
+        scrape(&ns, "/other").contains("404"),
+        "unknown paths are refused"
+    );
     d.stop();
 }
