@@ -61,10 +61,10 @@ fn default_windows() -> Vec<WindowConfig> {
     ]
 }
 
-/// Rotating botnets: 8 distinct failing addresses of one /24 or /64 within 6 hours.
+/// Rotating botnets: 6 distinct failing addresses of one /24 or /64 within 6 hours.
 fn default_prefix() -> PrefixConfig {
     PrefixConfig {
-        min_addresses: 8,
+        min_addresses: 6,
         window: Duration::from_secs(6 * 3600),
         v4_len: 24,
         v6_len: 64,
@@ -640,14 +640,14 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
                     let threshold = w.float("threshold", &mut errs);
                     let window = w.duration("window", &mut errs);
                     match (threshold, window) {
-                        (Some(t), Some(d)) if t > 0.0 && !d.is_zero() => {
+                        (Some(t), Some(d)) if t > 0.0 && t <= 500.0 && !d.is_zero() => {
                             j.windows.push(WindowConfig {
                                 threshold: t as f32,
                                 window: d,
                             })
                         }
                         (Some(_), Some(_)) => {
-                            errs.push((wp.clone(), "threshold and window must be above 0".into()))
+                            errs.push((wp.clone(), "threshold must be from above 0 to 500, and window above 0s".into()))
                         }
                         _ => errs.push((
                             wp.clone(),

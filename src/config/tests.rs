@@ -148,7 +148,7 @@ fn detection_keys_default_and_validate() {
         j.prefix
             .as_ref()
             .map(|p| (p.min_addresses, p.v4_len, p.v6_len)),
-        Some((8, 24, 64))
+        Some((6, 24, 64))
     );
     assert_eq!(j.enumeration.as_ref().map(|e| e.min_users), Some(6));
     assert_eq!(c.recidive.permanent_after, Some(10));
