@@ -646,9 +646,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
                                 window: d,
                             })
                         }
-                        (Some(_), Some(_)) => {
-                            errs.push((wp.clone(), "threshold must be from above 0 to 500, and window above 0s".into()))
-                        }
+                        (Some(_), Some(_)) => errs.push((
+                            wp.clone(),
+                            "threshold must be from above 0 to 500, and window above 0s".into(),
+                        )),
                         _ => errs.push((
                             wp.clone(),
                             "needs `threshold` (a score) and `window` (e.g. \"24h\")".into(),

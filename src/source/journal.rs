@@ -410,13 +410,33 @@ impl Follower {
     }
 
     fn start_child(&self) -> io::Result<Child> {
-        Command::new(&self.spec.journalctl)
-            .args(args(&self.spec, self.cursor.as_deref()))
+        let mut cmd = Command::new(&self.spec.journalctl);
+        cmd.args(args(&self.spec, self.cursor.as_deref()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+            .kill_on_drop(true);
+        // `kill_on_drop` needs us to unwind; if the daemon is killed outright (SIGKILL, OOM),
+        // the kernel must end the child too, or a `journalctl -f` lingers forever. The signal
+        // fires when the spawning thread exits: a runtime worker, which lives as long as the
+        // daemon.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn()
     }
 
     /// Run one child until it exits or we stop.

@@ -107,7 +107,29 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
     let st: serde_json::Value =
         serde_json::from_slice(&s.cli(&["status", "--json"]).stdout).unwrap();
     assert_eq!(st["counters"]["records"], 3, "old records re-read: {st}");
-    d.stop();
+    // Killed outright, the daemon takes its journalctl child with it (no orphan following
+    // the journal forever).
+    d.kill9();
+    let pids: Vec<i32> = std::fs::read_to_string(&argv)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["pid"]
+                .as_i64()
+                .unwrap() as i32
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "journalctl outlived a killed daemon: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The stand-in logs each start; it starts at the end of the journal (`--lines=0`), so records
