@@ -19,7 +19,8 @@ with the lines OpenSSH 9.x really writes for it (one pid per connection):
 9.8` tags them `sshd-session[pid]` as OpenSSH 9.8+ does (the listener is still `sshd`).
 
 Classes (one label line per source, JSON: source, class, addresses, attempts, where an
-attempt is one connection; `starts` lists the connection start times in Unix seconds):
+attempt is one connection; `starts` lists [start time in Unix seconds, index into addresses]
+per connection):
   fast        brute forcers: 1-3 bursts of 20-80 connections, 2-15 s apart
   slow        low-and-slow: one connection every 3-30 min for 2-7 days
   botnet      a /24 or /64; each of its 20-60 addresses connects 1-3 times, over 6-48 h
@@ -278,8 +279,11 @@ def main():
         return max(1, round(count * a.scale))
 
     def label(source, cls, addresses, starts):
+        """`starts` holds (time, address) per connection; written as [time, address index]."""
+        index = {x: i for i, x in enumerate(addresses)}
         labels.append({"source": source, "class": cls, "addresses": [canon(x) for x in addresses],
-                       "attempts": len(starts), "starts": sorted(starts)})
+                       "attempts": len(starts),
+                       "starts": sorted([int(t), index[x]] for t, x in starts)})
 
     # fast brute forcers
     for _ in range(n(200)):
@@ -288,7 +292,7 @@ def main():
         for _ in range(rng.choice([1, 1, 2, 3])):
             t = rng.uniform(start, END - 3 * 3600)
             for _ in range(rng.randrange(20, 81)):
-                starts.append(int(t))
+                starts.append((t, addr))
                 attack_attempt(out, rng, t, addr)
                 t += rng.uniform(2, 15)
         label(canon(addr), "fast", [addr], starts)
@@ -301,7 +305,7 @@ def main():
         base = rng.uniform(3, 30) * 60
         starts = []
         while t < stop:
-            starts.append(int(t))
+            starts.append((t, addr))
             attack_attempt(out, rng, t, addr, tries=rng.choice([1, 1, 2]))
             t += min(30 * 60, max(3 * 60, base * rng.uniform(0.7, 1.3)))
         label(canon(addr), "slow", [addr], starts)
@@ -326,7 +330,7 @@ def main():
         for addr in addrs:
             t = t0 + rng.uniform(0, span)
             for _ in range(rng.randrange(1, 4)):
-                starts.append(int(t))
+                starts.append((t, addr))
                 attack_attempt(out, rng, t, addr, tries=rng.choice([1, 2, 3]))
                 t += rng.uniform(60, 1200)
         label(cidr, "botnet", addrs, starts)
@@ -341,7 +345,7 @@ def main():
         t = rng.uniform(start, END - 3 * day)
         starts = []
         for user in names[:rng.randrange(30, 151)]:
-            starts.append(int(t))
+            starts.append((t, addr))
             if rng.random() < 0.5:
                 attempt_probe(out, rng, t, addr, user)
             else:
@@ -359,7 +363,7 @@ def main():
         for d in range(a.days):
             for _ in range(rng.randrange(2, 6)):
                 t = start + d * day + rng.uniform(7 * 3600, 23 * 3600)
-                starts.append(int(t))
+                starts.append((t, addr))
                 r = rng.random()
                 if r < 0.2:
                     typo_then_login(out, rng, t, addr, user, uid, 2 if rng.random() < 0.15 else 1)
@@ -372,7 +376,7 @@ def main():
         for d in range(a.days):
             for _ in range(rng.randrange(4, 11)):
                 t = start + d * day + rng.uniform(0, day - 60)
-                starts.append(int(t))
+                starts.append((t, addr))
                 login(out, rng, t, addr, user, 1000 + k, "publickey")
         label(canon(addr), "admin", [addr], starts)
 
