@@ -47,6 +47,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -266,10 +267,13 @@ api:
     con = sqlite3.connect(db)
     rows = con.execute("select d.value, d.scope, a.stopped_at, d.until, d.scenario from decisions d "
                        "join alerts a on d.alert_decisions = a.id where d.type = 'ban'").fetchall()
-    con.close()
 
     def ts(s):
         return dt.datetime.fromisoformat(s.replace(" ", "T")).timestamp()
+
+    CS_REAL_ALERTS[:] = [(ts(stop), str(ipaddress.ip_address(v)), sc) for sc, v, stop in
+                         con.execute("select scenario, source_value, stopped_at from alerts where source_scope = 'Ip'")]
+    con.close()
 
     bans = []
     for value, scope, start, until, scenario in rows:
@@ -277,6 +281,135 @@ api:
             continue
         bans.append((ts(start), ts(until), ipaddress.ip_network(value, strict=False), scenario))
     return bans
+
+
+# ------------------------------------------------------- crowdsec, closed loop (model)
+#
+# A replay cannot drop the lines of banned addresses, so the real replay above lets a banned
+# source keep pouring into its buckets and re-trigger the moment its ban would end. On a live
+# host those connections are dropped and never logged. The model below re-implements what the
+# shipped hub items do (sshd-logs grok nodes in their order, then the four leaky buckets:
+# token bucket starting full, capacity/leakspeed from the YAML, bucket expiry after
+# (capacity+1) x leakspeed idle, `distinct` on target_user, 1m blackhole per bucket key, one
+# 4h ban per alert from the default profile). Run open loop it must reproduce the real
+# replay's alerts; run closed loop it skips the events of banned addresses.
+
+_IP4 = r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
+_IP = r"(?P<ip>[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*|" + _IP4 + ")"
+_USER = r"[a-zA-Z0-9._-]+"
+_SYSLOG = re.compile(r"^(\w{3}) +(\d+) (\d\d):(\d\d):(\d\d) \S+ ([^\[: ]+)(?:\[\d+\])?: (.*)$")
+_MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                        "Sep", "Oct", "Nov", "Dec"], 1)}
+# (regex, emits ssh_failed-auth) in the order of the nodes of crowdsecurity/sshd-logs
+_CS_NODES = [(re.compile(x), fail) for x, fail in [
+    (rf"Failed \w+ for (?P<user>{_USER}) from {_IP} port \d+ \w+", True),
+    (rf"Disconnected from (?:authenticating|invalid) user (?P<user>{_USER}) {_IP} port \d+ \[preauth\]", True),
+    (rf"Connection closed by (?:authenticating|invalid) user (?P<user>{_USER}) {_IP} port \d+ \[preauth\]", True),
+    (rf"Disconnected from {_IP} port \d+", False),
+    (rf"Bad protocol version identification '.*' from {_IP}", False),
+    (rf"Invalid user\s*(?P<user>{_USER})? from {_IP}(?: port \d+)?", True),
+    (rf"banner exchange: Connection from {_IP} port \d+: invalid format", True),
+    (rf"Failed password for invalid user (?P<user>{_USER}) from {_IP} port \d+ \w+", True),
+    (rf"pam_.*?\(sshd:auth\): authentication failure; logname= uid=\d*? euid=\d*? tty=ssh ruser= "
+     rf"rhost={_IP}(?: \s*user=(?P<user>{_USER}))?", True),
+    (rf"Magic value check failed \(\d+\) on obfuscated handshake from {_IP} port \d+", True),
+]]
+# (name, capacity, leakspeed s, distinct users) from the shipped ssh-bf.yaml / ssh-slow-bf.yaml
+CS_SCENARIOS = [("crowdsecurity/ssh-bf", 5, 10, False), ("crowdsecurity/ssh-bf_user-enum", 5, 10, True),
+                ("crowdsecurity/ssh-slow-bf", 10, 60, False), ("crowdsecurity/ssh-slow-bf_user-enum", 10, 60, True)]
+CS_BLACKHOLE, CS_BAN = 60, 4 * 3600
+CS_REAL_ALERTS = []  # (time, address, scenario) of the last real replay, to validate the model
+
+
+def crowdsec_events(log, year=2026):
+    """(time, address, target user) of every ssh_failed-auth event the sshd-logs parser emits."""
+    out = []
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _SYSLOG.match(line.rstrip("\n"))
+            if not m or m.group(6) != "sshd":  # the parser's filter: evt.Parsed.program == 'sshd'
+                continue
+            msg = m.group(7)
+            for rx, fail in _CS_NODES:
+                hit = rx.search(msg)
+                if hit:
+                    if fail:
+                        try:
+                            ip = str(ipaddress.ip_address(hit.group("ip")))
+                        except ValueError:
+                            break
+                        t = dt.datetime(year, _MONTHS[m.group(1)], int(m.group(2)), int(m.group(3)),
+                                        int(m.group(4)), int(m.group(5)), tzinfo=dt.timezone.utc).timestamp()
+                        user = hit.groupdict().get("user") or ""
+                        out.append((t, ip, user))
+                    break
+    return out
+
+
+def crowdsec_model(events, closed_loop):
+    """Alerts (time, address, scenario) of the four ssh scenarios over the events."""
+    buckets = {}  # (scenario, ip) -> [tokens, last_refill, last_pour, users]
+    hole = {}  # (scenario, ip) -> blackholed until
+    dying = {}  # (scenario, ip) -> time of its last overflow
+    banned_until = {}
+    alerts = []
+    for t, ip, user in events:
+        if closed_loop and t < banned_until.get(ip, -1):
+            continue
+        for name, cap, leak, distinct in CS_SCENARIOS:
+            key = (name, ip)
+            b = buckets.get(key)
+            if b is None and dying.get(key) == t:
+                continue  # poured into the bucket that just overflowed (it is still being torn down)
+            if b is not None and t > b[2] + (cap + 1) * leak:
+                b = None  # expired (underflow): a fresh bucket
+            if b is None:
+                b = buckets[key] = [float(cap), t, t, set()]
+            if distinct:
+                if user in b[3]:
+                    continue
+                b[3].add(user)
+            b[0] = min(float(cap), b[0] + (t - b[1]) / leak)
+            b[1] = b[2] = t
+            if b[0] >= 1:
+                b[0] -= 1
+                continue
+            del buckets[key]  # overflow destroys the bucket
+            dying[key] = t
+            if hole.get(key, -1) > t:
+                continue  # blackholed: overflow discarded
+            hole[key] = t + CS_BLACKHOLE
+            alerts.append((t, ip, name))
+            banned_until[ip] = max(banned_until.get(ip, -1), t + CS_BAN)
+    return alerts
+
+
+def match_alerts(model, real, tolerance):
+    """How many real alerts have a model alert (same address and scenario) within tolerance s."""
+    pools = {}
+    for t, ip, name in model:
+        pools.setdefault((ip, name), []).append(t)
+    matched = 0
+    for t, ip, name in sorted(real):
+        pool = pools.get((ip, name), [])
+        for j, u in enumerate(pool):
+            if abs(u - t) <= tolerance:
+                del pool[j]
+                matched += 1
+                break
+    return matched
+
+
+def crowdsec_model_bans(log, note):
+    events = crowdsec_events(log)
+    if CS_REAL_ALERTS:
+        open_loop = crowdsec_model(events, closed_loop=False)
+        n = len(CS_REAL_ALERTS)
+        note.append(f"model check, open loop against the real replay: {len(open_loop)} model alerts vs {n} real; "
+                    + ", ".join(f"{pct(match_alerts(open_loop, CS_REAL_ALERTS, tol), n)} of real alerts matched "
+                                f"within {tol} s" for tol in (0, 5, 60)))
+    return [(t, t + CS_BAN, ipaddress.ip_network(ip), name)
+            for t, ip, name in crowdsec_model(events, closed_loop=True)]
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -381,7 +514,9 @@ def system_table(name, res):
     out = [f"### {name}", ""]
     if "error" in res:
         return out + [f"**not run:** {res['error']}", ""]
-    out += [f"{res['bans']} ban decisions ({res['prefix_bans']} on prefixes), {res['seconds']:.1f} s.", "",
+    out += [f"{res['bans']} ban decisions ({res['prefix_bans']} on prefixes), {res['seconds']:.1f} s."]
+    out += [f"{n}." for n in res.get("notes", [])]
+    out += ["",
             "| class | sources | stopped | median attempts before stop | attempts | dropped (after ban) | addresses ever banned |",
             "|---|---:|---:|---:|---:|---:|---:|"]
     for cls in ATTACK_CLASSES:
@@ -432,7 +567,9 @@ def main():
     ap.add_argument("--ravelin", metavar="BIN", help="ravelin binary (runs `BIN simulate LOG --json`)")
     ap.add_argument("--config", metavar="F", help="ravelin config file (default: its built-in default)")
     ap.add_argument("--ravelin-json", metavar="FILE", help="read ravelin's simulate --json output from FILE")
-    ap.add_argument("--only", default="ravelin,fail2ban,crowdsec", help="comma-separated systems to run")
+    ap.add_argument("--only", default="ravelin,fail2ban,crowdsec,crowdsec-closed",
+                    help="comma-separated systems to run (crowdsec-closed is validated against crowdsec when "
+                         "both run, in that order)")
     ap.add_argument("--workdir", help="scratch directory (default: a temp dir, removed afterwards)")
     ap.add_argument("--json-out", metavar="FILE", help="also write the raw scores as JSON")
     a = ap.parse_args()
@@ -444,10 +581,13 @@ def main():
         else run_ravelin(a.ravelin, a.log, a.config),
         "fail2ban": lambda: run_fail2ban(a.log),
         "crowdsec": lambda: run_crowdsec(a.log, work),
+        "crowdsec-closed": lambda: crowdsec_model_bans(a.log, notes["crowdsec-closed"]),
     }
+    notes = {name: [] for name in runners}
     titles = {"ravelin": "ravelin (simulate, " + (a.config or "default config") + ")",
               "fail2ban": "fail2ban 1.0.2 sshd jail (5 in 10m, ban 10m), replayed from fail2ban-regex",
-              "crowdsec": "crowdsec 1.4.6 replay (ssh-bf + ssh-slow-bf, 4h bans)"}
+              "crowdsec": "crowdsec 1.4.6 replay (ssh-bf + ssh-slow-bf, 4h bans; open loop)",
+              "crowdsec-closed": "crowdsec 1.4.6 scenarios, closed loop (simulated: model of its parser and buckets)"}
     results = {}
     try:
         for name in a.only.split(","):
@@ -459,6 +599,7 @@ def main():
                 bans = runners[name]()
                 res = score(sources, bans)
                 res["seconds"] = time.monotonic() - t0
+                res["notes"] = notes[name]
             except SystemFailed as e:
                 print(f"{name}: not run: {e}", file=sys.stderr)
                 res = {"error": str(e)}

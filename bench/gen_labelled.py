@@ -24,7 +24,7 @@ per connection):
   fast        brute forcers: 1-3 bursts of 20-80 connections, 2-15 s apart
   slow        low-and-slow: one connection every 3-30 min for 2-7 days
   botnet      a /24 or /64; each of its 20-60 addresses connects 1-3 times, over 6-48 h
-  enumerator  one address, a new user name each time, every 3-12 min (under 5 per 10 min)
+  enumerator  one address, a new user name each time, every 5-15 min (at most 2 per 10 min)
   legit       users logging in 2-5 times a day, ~20% of logins preceded by a typo
               (Failed password, then Accepted password/publickey within a minute)
   admin       key logins from a fixed address 4-10 times a day
@@ -350,7 +350,7 @@ def main():
                 attempt_probe(out, rng, t, addr, user)
             else:
                 attempt_invalid(out, rng, t, addr, user, 1)
-            t += rng.uniform(3, 12) * 60
+            t += rng.uniform(5, 15) * 60
         label(canon(addr), "enumerator", [addr], starts)
 
     # legitimate users (with typos) and admins
