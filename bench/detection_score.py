@@ -120,8 +120,11 @@ def run_ravelin(binary, log, config):
     except OSError as e:
         raise SystemFailed(f"cannot run {binary}: {e}")
     if p.returncode != 0:
-        err = (p.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise SystemFailed(f"`{' '.join(cmd)}` exited {p.returncode}: {err[:200]}")
+        lines = [x.strip() for x in p.stderr.splitlines() if x.strip()] or ["(no message)"]
+        panic = [i for i, x in enumerate(lines) if "panicked at" in x]
+        errors = [x for x in lines if x.lower().startswith("error")]
+        err = " ".join(lines[panic[0]:panic[0] + 2]) if panic else errors[0] if errors else lines[-1]
+        raise SystemFailed(f"`{os.path.basename(binary)} simulate LOG --json` exited {p.returncode}: {err[:240]}")
     return ravelin_bans(p.stdout.splitlines())
 
 
