@@ -157,9 +157,9 @@ def attack_attempt(out, rng, t, addr, tries=None):
 
 
 def login(out, rng, t, addr, user, uid, method):
-    """A successful login and, later, its logout. Returns the connection's tag and port."""
+    """A successful login and, later, its logout."""
     tag, port = out.conn_tag(), rng.randrange(1024, 65536)
-    return tag, port, _login_lines(out, rng, t, tag, port, addr, user, uid, method)
+    _login_lines(out, rng, t, tag, port, addr, user, uid, method)
 
 
 def _login_lines(out, rng, t, tag, port, addr, user, uid, method):
