@@ -102,7 +102,7 @@ pub fn run(
             let def = ruleset::table(&policy, &ctx.table);
             nft::check(&ctx.nft, &ctx.table, &def)?;
             let (planned, canonical) = nft::canonical(&ctx.nft, &ctx.table, &def)?;
-            let live = nft::snapshot(&ctx.nft, &ctx.table)?;
+            let live = nft::structure(&ctx.nft, &ctx.table)?;
             writeln!(
                 out,
                 "# ruleset for inet {}{}:",

@@ -61,8 +61,19 @@ pub fn run(
     }
 }
 
-/// The live table as nft prints it (`-s`: no counter values), or `None` if absent.
+/// The live table as nft prints it (`-s`: no counter values), or `None` if absent: the
+/// state a rollback restores, scanner entries included.
 pub fn snapshot(nft: &Path, table: &str) -> Result<Option<String>, FirewallError> {
+    listing(nft, table, false)
+}
+
+/// The live table's structure only (`-t`: no set elements, which nftables itself adds while
+/// detecting scans): what a plan is compared with.
+pub fn structure(nft: &Path, table: &str) -> Result<Option<String>, FirewallError> {
+    listing(nft, table, true)
+}
+
+fn listing(nft: &Path, table: &str, terse: bool) -> Result<Option<String>, FirewallError> {
     let tables = run(nft, &["-j", "list", "tables", "inet"], None, "list tables")?;
     let v: Value = serde_json::from_str(&tables).map_err(|e| FirewallError::Nft {
         what: "list tables".into(),
@@ -76,9 +87,10 @@ pub fn snapshot(nft: &Path, table: &str) -> Result<Option<String>, FirewallError
     if !present {
         return Ok(None);
     }
+    let flags = if terse { "-st" } else { "-s" };
     run(
         nft,
-        &["-s", "list", "table", "inet", table],
+        &[flags, "list", "table", "inet", table],
         None,
         "list the firewall table",
     )

@@ -8,5 +8,6 @@ mod harness;
 mod bans;
 mod cli;
 mod detection;
+mod firewall;
 mod journal;
 mod rotation;

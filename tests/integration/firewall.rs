@@ -1,0 +1,541 @@
+//! The firewall layer against real nftables: three namespaces (server, attacker, admin) joined
+//! by veth pairs, IPv4 and IPv6 on each link, listeners bound inside the server namespace and
+//! connections made from threads that joined the attacker or admin namespace.
+//!
+//! ```text
+//!  attacker 10.77.1.2 fd77:1::2 ── veth ── 10.77.1.1 fd77:1::1  server  10.77.2.1 fd77:2::1 ── veth ── 10.77.2.2 fd77:2::2 admin
+//! ```
+//!
+//! Needs root, `nft` and `ip` (iproute2); nothing else (no nc/nmap: the scans are bounded
+//! loops of `connect()` with a short timeout, from Rust).
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::harness::{BIN, Netns, can_run, stdout};
+
+const ATTACKER4: &str = "10.77.1.2";
+const ATTACKER6: &str = "fd77:1::2";
+const SERVER_A4: &str = "10.77.1.1";
+const SERVER_A6: &str = "fd77:1::1";
+const SERVER_M4: &str = "10.77.2.1";
+const SERVER_M6: &str = "fd77:2::1";
+const ADMIN4: &str = "10.77.2.2";
+const ADMIN6: &str = "fd77:2::2";
+
+/// The three namespaces, with the server's listeners.
+struct Lab {
+    server: Netns,
+    attacker: Netns,
+    admin: Netns,
+    dir: tempfile::TempDir,
+    listeners: Vec<TcpListener>,
+}
+
+fn ip(ns: &Netns, args: &[&str]) {
+    let st = ns.cmd("ip").args(args).status().unwrap();
+    assert!(st.success(), "ip {args:?} in {}", ns.name);
+}
+
+/// Join two namespaces with a veth pair and put one v4 and one v6 address on each end.
+fn link(a: &Netns, a_addrs: [&str; 2], b: &Netns, b_addrs: [&str; 2], tag: &str) {
+    let (ea, eb) = (
+        format!("{tag}a{}", std::process::id() % 10_000),
+        format!("{tag}b{}", std::process::id() % 10_000),
+    );
+    let st = Command::new("ip")
+        .args([
+            "link", "add", &ea, "netns", &a.name, "type", "veth", "peer", "name", &eb, "netns",
+            &b.name,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "veth {ea}/{eb}");
+    for (ns, dev, [v4, v6]) in [(a, &ea, a_addrs), (b, &eb, b_addrs)] {
+        ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", dev]);
+        ip(
+            ns,
+            &["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"],
+        );
+        ip(ns, &["link", "set", dev, "up"]);
+    }
+}
+
+/// Run `f` on a thread that joined namespace `ns` (sockets it makes live there).
+fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = PathBuf::from("/run/netns").join(&ns.name);
+    std::thread::spawn(move || {
+        let fd = File::open(&path).expect("open netns");
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Does a TCP handshake to `addr:port` complete from `ns`? (A dropped SYN times out.)
+fn reaches(ns: &Netns, addr: &str, port: u16) -> bool {
+    let sa = SocketAddr::new(addr.parse().unwrap(), port);
+    in_ns(ns, move || {
+        TcpStream::connect_timeout(&sa, Duration::from_millis(400)).is_ok()
+    })
+}
+
+/// Touch `ports` once each from `ns`, short timeouts (a bounded scan).
+fn scan(ns: &Netns, addr: &str, ports: impl IntoIterator<Item = u16> + Send + 'static) {
+    let ip: IpAddr = addr.parse().unwrap();
+    in_ns(ns, move || {
+        for p in ports {
+            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, p), Duration::from_millis(60));
+        }
+    });
+}
+
+impl Lab {
+    fn new() -> Self {
+        let (server, attacker, admin) = (Netns::new(), Netns::new(), Netns::new());
+        link(
+            &attacker,
+            [ATTACKER4, ATTACKER6],
+            &server,
+            [SERVER_A4, SERVER_A6],
+            "fa",
+        );
+        link(
+            &admin,
+            [ADMIN4, ADMIN6],
+            &server,
+            [SERVER_M4, SERVER_M6],
+            "fm",
+        );
+        let mut lab = Self {
+            server,
+            attacker,
+            admin,
+            dir: tempfile::tempdir().unwrap(),
+            listeners: Vec::new(),
+        };
+        // Listeners never accept: the kernel completes handshakes into the backlog, which is
+        // all "answers" means here. 2222 stands in for the real sshd, 22 for the decoy.
+        for port in [22, 80, 2222, 8080] {
+            lab.listeners.push(in_ns(&lab.server, move || {
+                TcpListener::bind(("::", port)).expect("bind")
+            }));
+        }
+        // Let neighbour discovery and ARP settle before any firewall exists, so that the
+        // first probes of a test are not lost to an unresolved neighbour.
+        for (ns, addr) in [
+            (&lab.attacker, SERVER_A4),
+            (&lab.attacker, SERVER_A6),
+            (&lab.admin, SERVER_M4),
+            (&lab.admin, SERVER_M6),
+        ] {
+            let t0 = Instant::now();
+            while !reaches(ns, addr, 22) {
+                assert!(t0.elapsed() < Duration::from_secs(10), "no path to {addr}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        lab
+    }
+
+    fn config(&self, firewall: &str) -> PathBuf {
+        let p = self.dir.path().join("ravelin.toml");
+        std::fs::write(&p, firewall).unwrap();
+        p
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `ravelin --config <cfg> firewall <args> --state-dir <dir>` in the server namespace.
+    fn fw(&self, cfg: &Path, args: &[&str], ssh_connection: Option<&str>) -> Output {
+        let mut c = self.server.cmd(BIN);
+        c.arg("--config")
+            .arg(cfg)
+            .arg("firewall")
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state());
+        c.env_remove("SSH_CONNECTION");
+        if let Some(sc) = ssh_connection {
+            c.env("SSH_CONNECTION", sc);
+        }
+        c.output().unwrap()
+    }
+
+    fn apply(&self, cfg: &Path) {
+        let o = self.fw(cfg, &["apply", "--no-confirm"], None);
+        assert!(
+            o.status.success(),
+            "apply: {}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// The live firewall table without set elements (`nft -s -t list table`), or None.
+    fn live(&self) -> Option<String> {
+        let o = self
+            .server
+            .cmd("nft")
+            .args(["-s", "-t", "list", "table", "inet", "ravelin_fw"])
+            .output()
+            .unwrap();
+        o.status.success().then(|| stdout(&o))
+    }
+
+    fn scanners(&self) -> Vec<String> {
+        let mut v = self.server.elements("ravelin_fw", "scanners4");
+        v.extend(self.server.elements("ravelin_fw", "scanners6"));
+        v
+    }
+}
+
+fn policy(allow_from: &str, extra_allow: &str) -> String {
+    format!(
+        r#"
+[firewall]
+allow = ["tcp/80"{extra_allow}]
+[firewall.ssh]
+real_port = 2222
+allow_from = [{allow_from}]
+decoy_port = 22
+[firewall.scan]
+closed_ports = 5
+within = "1m"
+honeyports = [23, 6379]
+"#
+    )
+}
+
+fn standard() -> String {
+    policy(&format!("\"{ADMIN4}\", \"{ADMIN6}\""), "")
+}
+
+#[test]
+fn allowed_ports_answer_closed_do_not_and_the_real_ssh_only_for_the_admin() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    // Before: everything answers (no firewall yet), so the listeners are really there.
+    assert!(reaches(&lab.attacker, SERVER_A4, 8080) && reaches(&lab.attacker, SERVER_A6, 2222));
+    lab.apply(&lab.config(&standard()));
+    for (attacker_to, admin_to) in [(SERVER_A4, SERVER_M4), (SERVER_A6, SERVER_M6)] {
+        assert!(
+            reaches(&lab.attacker, attacker_to, 80),
+            "allowed port from the attacker via {attacker_to}"
+        );
+        assert!(
+            reaches(&lab.attacker, attacker_to, 22),
+            "the decoy is open to all ({attacker_to})"
+        );
+        assert!(
+            !reaches(&lab.attacker, attacker_to, 8080),
+            "a closed port answered ({attacker_to})"
+        );
+        assert!(
+            !reaches(&lab.attacker, attacker_to, 2222),
+            "the real sshd answered the attacker ({attacker_to})"
+        );
+        assert!(
+            reaches(&lab.admin, admin_to, 2222),
+            "the admin cannot reach the real sshd ({admin_to})"
+        );
+        assert!(
+            !reaches(&lab.admin, admin_to, 8080),
+            "a closed port answered the admin ({admin_to})"
+        );
+    }
+    // The ban table is not ours: nothing of it was created or touched.
+    let o = lab
+        .server
+        .cmd("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), "table inet ravelin_fw");
+}
+
+#[test]
+fn a_closed_port_scan_and_a_honeyport_touch_put_the_source_in_the_scanner_set() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let cfg = lab.config(&standard());
+    lab.apply(&cfg);
+    for (server, attacker) in [(SERVER_A4, ATTACKER4), (SERVER_A6, ATTACKER6)] {
+        // 4 distinct closed ports (closed_ports = 5), each twice: not yet a scanner.
+        scan(&lab.attacker, server, [1001, 1002, 1003, 1004]);
+        scan(&lab.attacker, server, [1001, 1002, 1003, 1004]);
+        assert!(
+            !lab.scanners().contains(&attacker.to_string()),
+            "{attacker} flagged after 4 distinct ports: {:?}",
+            lab.scanners()
+        );
+        // The fifth distinct one makes it a scanner, in the kernel.
+        scan(&lab.attacker, server, [1005]);
+        assert!(
+            lab.scanners().contains(&attacker.to_string()),
+            "{attacker} not flagged after 5 ports: {:?}",
+            lab.scanners()
+        );
+    }
+    // The admin touches a honeyport once: flagged at once.
+    scan(&lab.admin, SERVER_M6, [6379]);
+    assert!(
+        lab.scanners().contains(&ADMIN6.to_string()),
+        "{:?}",
+        lab.scanners()
+    );
+    assert!(!lab.scanners().contains(&ADMIN4.to_string()));
+    scan(&lab.admin, SERVER_M4, [23]);
+    // What the daemon will read (read_scanners), through the CLI.
+    let o = lab.fw(&cfg, &["scanners"], None);
+    let out = stdout(&o);
+    for a in [ATTACKER4, ATTACKER6, ADMIN4, ADMIN6] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{a}\t"))),
+            "{a} missing from:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn apply_with_confirm_rolls_back_unless_confirmed() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let a = lab.config(&standard());
+    lab.apply(&a);
+    let before = lab.live().unwrap();
+    let b = lab.dir.path().join("b.toml");
+    std::fs::write(
+        &b,
+        policy(&format!("\"{ADMIN4}\", \"{ADMIN6}\""), ", \"tcp/8080\""),
+    )
+    .unwrap();
+
+    // plan: a readable diff naming the new port, nothing applied.
+    let o = lab.fw(&b, &["plan"], None);
+    let plan = stdout(&o);
+    assert!(o.status.success(), "{plan}");
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("+ ") && l.contains("8080")),
+        "{plan}"
+    );
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("- ") && l.contains("tcp dport 80 accept")),
+        "{plan}"
+    );
+    assert_eq!(lab.live().unwrap(), before);
+
+    // Not confirmed: back by itself after the window (the watcher child does it).
+    let o = lab.fw(&b, &["apply", "--confirm", "2s"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(reaches(&lab.attacker, SERVER_A4, 8080), "B not live");
+    let t0 = Instant::now();
+    while lab.live().as_deref() != Some(&before) && t0.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        lab.live().unwrap(),
+        before,
+        "not rolled back after the window"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "rolled back too early: {:?}",
+        t0.elapsed()
+    );
+    assert!(!reaches(&lab.attacker, SERVER_A4, 8080));
+
+    // Confirmed: stays.
+    let o = lab.fw(&b, &["apply", "--confirm", "2s"], None);
+    assert!(o.status.success());
+    let o = lab.fw(&b, &["confirm"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        lab.live().unwrap().contains("8080"),
+        "confirmed apply was rolled back"
+    );
+
+    // rollback: restores what was before the last apply (A) at once.
+    let o = lab.fw(&b, &["rollback"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(lab.live().unwrap(), before);
+}
+
+#[test]
+fn an_unconfirmed_apply_is_rolled_back_even_if_the_watcher_died() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let a = lab.config(&standard());
+    lab.apply(&a);
+    let before = lab.live().unwrap();
+    let b = lab.dir.path().join("b.toml");
+    std::fs::write(&b, policy(&format!("\"{ADMIN4}\""), ", \"tcp/8080\"")).unwrap();
+    let o = lab.fw(&b, &["apply", "--confirm", "1s"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    // Kill the watcher this apply started (found by its token), as a reboot or OOM would.
+    let pending: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.state().join("firewall/pending.json")).unwrap(),
+    )
+    .unwrap();
+    let token = pending["token"].as_str().unwrap().to_string();
+    let pid = watcher_pid(&token).expect("a watcher process runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(
+        lab.live().unwrap(),
+        before,
+        "nothing should have restored it yet"
+    );
+    // The next ravelin start (here any firewall command; the daemon calls honour_pending)
+    // sees the passed deadline and restores.
+    let o = lab.fw(&b, &["status"], None);
+    assert!(o.status.success());
+    assert_eq!(lab.live().unwrap(), before);
+    assert!(!lab.state().join("firewall/pending.json").exists());
+}
+
+/// The pid of the rollback watcher holding `token` on its command line.
+fn watcher_pid(token: &str) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.contains(&token.as_bytes()) && args.iter().any(|a| *a == b"--if-unconfirmed") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_lockout_guard_refuses_a_policy_that_cuts_the_admin() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    // The admin is logged in (per SSH_CONNECTION) from ADMIN4, but the policy admits only a
+    // different address: refused, nothing applied.
+    let wrong = lab.config(&policy("\"192.0.2.10\"", ""));
+    let sc = format!("{ADMIN4} 50000 {SERVER_M4} 2222");
+    let o = lab.fw(&wrong, &["apply", "--confirm", "60s"], Some(&sc));
+    let out = stdout(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("lockout guard") && out.contains(ADMIN4),
+        "{out}"
+    );
+    assert_eq!(lab.live(), None, "applied despite the guard");
+
+    // Same without the env: an established session in the socket table is evidence too.
+    let sa = SocketAddr::new(SERVER_M6.parse().unwrap(), 2222);
+    let session = in_ns(&lab.admin, move || {
+        TcpStream::connect_timeout(&sa, Duration::from_secs(1)).expect("session")
+    });
+    let o = lab.fw(&wrong, &["apply", "--confirm", "60s"], None);
+    let out = stdout(&o);
+    assert!(!o.status.success() && out.contains(ADMIN6), "{out}");
+    assert_eq!(lab.live(), None);
+
+    // --force overrides; the established session survives the apply (established accepted).
+    let o = lab.fw(&wrong, &["apply", "--no-confirm", "--force"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(lab.live().is_some());
+    {
+        use std::io::Write;
+        let mut s = &session;
+        assert!(s.write_all(b"still here\n").is_ok());
+    }
+    assert!(
+        !reaches(&lab.admin, SERVER_M6, 2222),
+        "a new login from the cut admin worked"
+    );
+    drop(session);
+
+    // The right policy passes the guard with the same evidence.
+    let right = lab.dir.path().join("right.toml");
+    std::fs::write(&right, standard()).unwrap();
+    let o = lab.fw(&right, &["apply", "--no-confirm"], Some(&sc));
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn a_bad_policy_reports_every_error_and_applies_nothing() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let cfg = lab.config(
+        r#"
+[firewall]
+allow = ["tcp/80", "tcp/99999", "icmp/1"]
+[firewall.ssh]
+real_port = 2222
+allow_interfaces = ["wg0"]
+[firewall.scan]
+honeyports = [80]
+"#,
+    );
+    let o = lab.fw(&cfg, &["apply", "--no-confirm"], None);
+    let out = stdout(&o);
+    assert!(!o.status.success());
+    for want in [
+        "firewall.allow[1]",
+        "firewall.allow[2]",
+        "no interface \"wg0\"",
+        "honeyport 80",
+        "nothing was applied",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(lab.live(), None);
+}
+
+#[test]
+fn exposure_compares_listeners_with_the_policy() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let cfg = lab.config(&policy(&format!("\"{ADMIN4}\""), ", \"udp/51820\""));
+    let o = lab.fw(&cfg, &["exposure", "--json"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let has = |kind: &str, svc: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == kind && f["service"] == svc)
+    };
+    assert!(has("open", "tcp/80"), "{v:#}");
+    assert!(has("hidden", "tcp/8080"), "{v:#}");
+    assert!(has("no_listener", "udp/51820"), "{v:#}");
+    assert!(
+        !has("hidden", "tcp/2222"),
+        "the real SSH port is expected to be closed to the world: {v:#}"
+    );
+}
