@@ -50,6 +50,7 @@ pub mod guard;
 pub mod nft;
 pub mod policy;
 pub mod ruleset;
+pub mod scan;
 pub mod sockets;
 
 use std::path::PathBuf;

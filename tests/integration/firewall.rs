@@ -84,6 +84,29 @@ fn reaches(ns: &Netns, addr: &str, port: u16) -> bool {
     })
 }
 
+/// A child process killed on drop.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The SSH identification line a server at `addr:port` sends, seen from `ns`.
+fn banner(ns: &Netns, addr: &str, port: u16) -> Option<String> {
+    use std::io::Read;
+    let sa = SocketAddr::new(addr.parse().unwrap(), port);
+    in_ns(ns, move || {
+        let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(400)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+}
+
 /// Touch `ports` once each from `ns`, short timeouts (a bounded scan).
 fn scan(ns: &Netns, addr: &str, ports: impl IntoIterator<Item = u16> + Send + 'static) {
     let ip: IpAddr = addr.parse().unwrap();
@@ -96,6 +119,10 @@ fn scan(ns: &Netns, addr: &str, ports: impl IntoIterator<Item = u16> + Send + 's
 
 impl Lab {
     fn new() -> Self {
+        Self::with_listeners(&[22, 80, 2222, 8080])
+    }
+
+    fn with_listeners(ports: &[u16]) -> Self {
         let (server, attacker, admin) = (Netns::new(), Netns::new(), Netns::new());
         link(
             &attacker,
@@ -120,7 +147,7 @@ impl Lab {
         };
         // Listeners never accept: the kernel completes handshakes into the backlog, which is
         // all "answers" means here. 2222 stands in for the real sshd, 22 for the decoy.
-        for port in [22, 80, 2222, 8080] {
+        for &port in ports {
             lab.listeners.push(in_ns(&lab.server, move || {
                 TcpListener::bind(("::", port)).expect("bind")
             }));
@@ -140,6 +167,54 @@ impl Lab {
             }
         }
         lab
+    }
+
+    /// A real OpenSSH server in the server namespace on `port` (None if sshd cannot run here).
+    fn sshd(&self, port: u16) -> Option<Sshd> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.exists() || !Path::new("/run/sshd").is_dir() {
+            eprintln!("SKIP part: needs openssh-server (/usr/sbin/sshd and /run/sshd)");
+            return None;
+        }
+        let d = self.dir.path().join(format!("sshd{port}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let key = d.join("hostkey");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let cfg = d.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "Port {port}\nListenAddress ::\nListenAddress 0.0.0.0\nHostKey {}\nPidFile {}\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+                key.display(),
+                d.join("pid").display()
+            ),
+        )
+        .unwrap();
+        let child = self
+            .server
+            .cmd("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let sshd = Sshd(child);
+        // Up when it answers on loopback inside the server namespace.
+        let t0 = Instant::now();
+        while banner(&self.server, "127.0.0.1", port).is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "sshd did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(sshd)
     }
 
     fn config(&self, firewall: &str) -> PathBuf {
@@ -226,6 +301,10 @@ fn allowed_ports_answer_closed_do_not_and_the_real_ssh_only_for_the_admin() {
     // Before: everything answers (no firewall yet), so the listeners are really there.
     assert!(reaches(&lab.attacker, SERVER_A4, 8080) && reaches(&lab.attacker, SERVER_A6, 2222));
     lab.apply(&lab.config(&standard()));
+    // Forget every neighbour: IPv6 below must resolve through the firewall (ND accepted).
+    for ns in [&lab.server, &lab.attacker, &lab.admin] {
+        ip(ns, &["neigh", "flush", "all"]);
+    }
     for (attacker_to, admin_to) in [(SERVER_A4, SERVER_M4), (SERVER_A6, SERVER_M6)] {
         assert!(
             reaches(&lab.attacker, attacker_to, 80),
@@ -537,5 +616,50 @@ fn exposure_compares_listeners_with_the_policy() {
     assert!(
         !has("hidden", "tcp/2222"),
         "the real SSH port is expected to be closed to the world: {v:#}"
+    );
+}
+
+#[test]
+fn a_real_sshd_is_reachable_only_from_the_admin_and_the_guard_knows_its_port() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::with_listeners(&[22, 80]);
+    let cfg = lab.config(&standard());
+    // sshd still on its old port: the policy (real_port 2222) would leave no way to it.
+    {
+        let Some(_old) = lab.sshd(2200) else { return };
+        let o = lab.fw(&cfg, &["apply", "--confirm", "60s"], None);
+        let out = stdout(&o);
+        assert!(!o.status.success(), "{out}");
+        assert!(out.contains("sshd listens on port 2200"), "{out}");
+        assert_eq!(lab.live(), None);
+    }
+    let Some(_sshd) = lab.sshd(2222) else { return };
+    lab.apply(&cfg);
+    for (admin_to, attacker_to) in [(SERVER_M4, SERVER_A4), (SERVER_M6, SERVER_A6)] {
+        let b = banner(&lab.admin, admin_to, 2222);
+        assert!(
+            b.as_deref()
+                .is_some_and(|b| b.starts_with("SSH-2.0-OpenSSH")),
+            "admin via {admin_to}: {b:?}"
+        );
+        assert_eq!(
+            banner(&lab.attacker, attacker_to, 2222),
+            None,
+            "the attacker reached the real sshd via {attacker_to}"
+        );
+    }
+    // The exposure report names the real sshd bound to every address.
+    let o = lab.fw(&cfg, &["exposure", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "public_sshd"
+                && f["service"] == "tcp/2222"
+                && f["process"] == "sshd"),
+        "{v:#}"
     );
 }
