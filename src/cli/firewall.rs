@@ -293,7 +293,7 @@ fn lockout_problems(policy: &Policy) -> Vec<String> {
     let socks = sockets::read(Path::new("/proc/net"));
     let owners = sockets::owners(Path::new("/proc"));
     let env = std::env::var("SSH_CONNECTION").ok();
-    let sessions = guard::sessions(env.as_deref(), &socks, &owners, policy.ssh.real_port);
+    let sessions = guard::sessions(env.as_deref(), &socks, &owners);
     let ports = guard::sshd_ports(&socks, &owners);
     guard::check(policy, &sessions, &ports, &guard::iface_of)
 }

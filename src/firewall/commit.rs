@@ -4,7 +4,8 @@
 //! State, in `<state_dir>/firewall/` (written atomically: temp file, fsync, rename):
 //!
 //! - `previous.json`: the table as it was before the last apply (`null`: it did not exist);
-//!   `rollback` restores it at any time.
+//!   `rollback` restores it at any time. An apply made while another is still unconfirmed
+//!   keeps it, so a rollback always returns to the last state someone confirmed.
 //! - `pending.json`: `{token, deadline}` while an apply waits for `confirm`.
 //!
 //! The rollback does not depend on the process that applied: `apply` starts a detached child
@@ -93,7 +94,8 @@ impl Ctx {
 pub struct Applied {
     /// Set when the apply waits for `confirm`.
     pub pending: Option<Pending>,
-    /// Whether a previous table existed.
+    /// Whether a rollback target was saved (false: rolling back deletes the table), or kept
+    /// from an earlier unconfirmed apply.
     pub had_previous: bool,
 }
 
@@ -107,14 +109,22 @@ pub fn apply(
     let d = ctx.dir();
     fs::create_dir_all(&d).map_err(|e| io("create the state dir", &d, e))?;
     let _lock = lock(&d)?;
-    let prev = nft::snapshot(&ctx.nft, &ctx.table)?;
-    let had_previous = prev.is_some();
-    let previous = Previous {
-        table: ctx.table.clone(),
-        ruleset: prev,
-        saved_at: unix_now(),
+    // While an earlier apply is still unconfirmed, the live table is not known to be good:
+    // keep the saved one (the last confirmed state) as the rollback target.
+    let unconfirmed = read_pending(&d)?.is_some() && d.join("previous.json").exists();
+    let had_previous = if unconfirmed {
+        true
+    } else {
+        let prev = nft::snapshot(&ctx.nft, &ctx.table)?;
+        let had = prev.is_some();
+        let previous = Previous {
+            table: ctx.table.clone(),
+            ruleset: prev,
+            saved_at: unix_now(),
+        };
+        write_json(&d.join("previous.json"), &previous)?;
+        had
     };
-    write_json(&d.join("previous.json"), &previous)?;
     let pending = confirm_within.map(|w| Pending {
         token: token(),
         deadline: unix_now() + w.as_secs().max(1),

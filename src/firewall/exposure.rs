@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Serialize;
 
 use super::policy::{Policy, Proto};
-use super::sockets::{Socket, is_sshd};
+use super::sockets::{Owner, Socket, is_sshd};
 
 /// One finding of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,7 +27,7 @@ pub struct Finding {
 /// `hidden`: listening on a public address but the policy drops it; `no_listener`: allowed but
 /// nothing listens; `public_sshd`: the real sshd bound to a wildcard or public address (the
 /// firewall limits it, binding it to the VPN or loopback address is a second wall).
-pub fn report(policy: &Policy, sockets: &[Socket], owners: &HashMap<u64, String>) -> Vec<Finding> {
+pub fn report(policy: &Policy, sockets: &[Socket], owners: &HashMap<u64, Owner>) -> Vec<Finding> {
     let anyone = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -39,7 +39,7 @@ pub fn report(policy: &Policy, sockets: &[Socket], owners: &HashMap<u64, String>
         if !seen.insert((proto, port, s.local.0)) {
             continue;
         }
-        let process = owners.get(&s.inode).cloned();
+        let process = owners.get(&s.inode).map(|o| o.comm.clone());
         let service = format!("{}/{port}", proto.as_str());
         let addr = Some(format!("{}", s.local.0));
         if process.as_deref().is_some_and(is_sshd) && proto == Proto::Tcp {

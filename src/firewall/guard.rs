@@ -4,8 +4,9 @@
 //!
 //! - `SSH_CONNECTION` (`client_ip client_port server_ip server_port`) of the shell running
 //!   `ravelin` (`sudo` drops it unless `env_keep` lists it, hence also the socket table);
-//! - the socket table: every established TCP connection whose local port is a port an sshd
-//!   process listens on, or the policy's real SSH port.
+//! - the socket table: every established TCP connection held by an sshd process serving a
+//!   logged-in user (title `sshd: alice@pts/0`). Pre-authentication connections (strangers
+//!   trying passwords on a public sshd) do not count, or they would veto every apply.
 //!
 //! Established sessions survive any apply (`ct state established accept` comes first); what
 //! the guard protects is the *next* login: every current session's source must be able to
@@ -16,7 +17,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::policy::{Policy, Proto, canonical};
-use super::sockets::{Socket, is_sshd};
+use super::sockets::{Owner, Socket, is_sshd};
 use std::collections::HashMap;
 
 /// A current SSH session: where it comes from and where it arrived.
@@ -36,8 +37,7 @@ pub struct Session {
 pub fn sessions(
     ssh_connection: Option<&str>,
     sockets: &[Socket],
-    owners: &HashMap<u64, String>,
-    real_port: u16,
+    owners: &HashMap<u64, Owner>,
 ) -> Vec<Session> {
     let mut out = BTreeSet::new();
     if let Some(sc) = ssh_connection {
@@ -53,11 +53,9 @@ pub fn sessions(
             }
         }
     }
-    let mut ports: BTreeSet<u16> = sshd_ports(sockets, owners);
-    ports.insert(real_port);
     for s in sockets
         .iter()
-        .filter(|s| s.established && ports.contains(&s.local.1))
+        .filter(|s| s.established && owners.get(&s.inode).is_some_and(Owner::is_ssh_login))
     {
         out.insert(Session {
             peer: canonical(s.remote.0),
@@ -70,11 +68,13 @@ pub fn sessions(
 }
 
 /// TCP ports an sshd process listens on.
-pub fn sshd_ports(sockets: &[Socket], owners: &HashMap<u64, String>) -> BTreeSet<u16> {
+pub fn sshd_ports(sockets: &[Socket], owners: &HashMap<u64, Owner>) -> BTreeSet<u16> {
     sockets
         .iter()
         .filter(|s| {
-            s.listening && s.proto == Proto::Tcp && owners.get(&s.inode).is_some_and(|c| is_sshd(c))
+            s.listening
+                && s.proto == Proto::Tcp
+                && owners.get(&s.inode).is_some_and(|o| is_sshd(&o.comm))
         })
         .map(|s| s.local.1)
         .collect()

@@ -20,8 +20,9 @@
 //!
 //! # Closed-port scans, in the kernel
 //!
-//! For a new TCP or UDP flow that reached step 7 (so: a port the policy does not open to that
-//! source), with `N = closed_ports` and `W = within`:
+//! For a new unicast TCP or UDP flow that reached step 7 (so: a port the policy does not open
+//! to that source; broadcast and multicast such as mDNS, SSDP or NetBIOS never count), with
+//! `N = closed_ports` and `W = within`:
 //!
 //! - `scan_seen4` holds `(source . port)` for `W`; a flow to a port already in it is dropped
 //!   without counting, so retransmissions and repeats count once;
@@ -183,13 +184,13 @@ pub fn table(p: &Policy, table: &str) -> String {
             r(
                 &mut s,
                 &format!(
-                    "meta nfproto ipv{fam} meta l4proto {{ tcp, udp }} ct state new {m} saddr . th dport @scan_seen{fam} drop"
+                    "meta nfproto ipv{fam} meta pkttype host meta l4proto {{ tcp, udp }} ct state new {m} saddr . th dport @scan_seen{fam} drop"
                 ),
             );
             r(
                 &mut s,
                 &format!(
-                    "meta nfproto ipv{fam} meta l4proto {{ tcp, udp }} ct state new add @scan_seen{fam} {{ {m} saddr . th dport }} update @scan_rate{fam} {{ {m} saddr limit rate over {rate}/{unit} burst {burst} packets }} add @scanners{fam} {{ {m} saddr }} comment \"closed-port scan\""
+                    "meta nfproto ipv{fam} meta pkttype host meta l4proto {{ tcp, udp }} ct state new add @scan_seen{fam} {{ {m} saddr . th dport }} update @scan_rate{fam} {{ {m} saddr limit rate over {rate}/{unit} burst {burst} packets }} add @scanners{fam} {{ {m} saddr }} comment \"closed-port scan\""
                 ),
             );
         }

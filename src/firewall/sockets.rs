@@ -102,10 +102,39 @@ fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
-/// Map socket inodes to the name (`comm`) of a process holding them, by walking
-/// `/proc/<pid>/fd` (bounded by the number of processes; unreadable ones are skipped).
-pub fn owners(proc_root: &Path) -> HashMap<u64, String> {
-    let mut out = HashMap::new();
+/// The process holding a socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// `/proc/<pid>/comm` (e.g. `sshd`).
+    pub comm: String,
+    /// The process title (`/proc/<pid>/cmdline`, NULs as spaces, at most 256 bytes); sshd
+    /// shows the session there (`sshd: alice@pts/0`).
+    pub title: String,
+}
+
+impl Owner {
+    /// Is this an sshd process serving a logged-in user (`sshd: alice@pts/0`,
+    /// `sshd: root@notty`; OpenSSH 9.8+ `sshd-session: ...`)? Pre-authentication processes
+    /// (`sshd: unknown [priv]`, `[net]`, `[preauth]`) are not, so strangers connected to a
+    /// public sshd do not count as admin sessions.
+    pub fn is_ssh_login(&self) -> bool {
+        is_sshd(&self.comm)
+            && self
+                .title
+                .split_once(": ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|user_tty| user_tty.contains('@'))
+    }
+}
+
+/// Bound on a process title we keep.
+const TITLE_CAP: usize = 256;
+
+/// Map socket inodes to a process holding them, by walking `/proc/<pid>/fd` (bounded by the
+/// number of processes; unreadable ones are skipped). When several hold one socket (sshd's
+/// monitor and its session child), a logged-in session's process is kept.
+pub fn owners(proc_root: &Path) -> HashMap<u64, Owner> {
+    let mut out: HashMap<u64, Owner> = HashMap::new();
     let Ok(procs) = fs::read_dir(proc_root) else {
         return out;
     };
@@ -121,22 +150,43 @@ pub fn owners(proc_root: &Path) -> HashMap<u64, String> {
         let Ok(fds) = fs::read_dir(base.join("fd")) else {
             continue;
         };
-        let comm = fs::read_to_string(base.join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let mut owner: Option<Owner> = None;
         for fd in fds.flatten() {
-            if let Ok(target) = fs::read_link(fd.path()) {
-                let t = target.to_string_lossy();
-                if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                    if let Ok(ino) = ino.parse() {
-                        out.entry(ino).or_insert_with(|| comm.clone());
-                    }
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            let Some(ino) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|i| i.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let o = owner.get_or_insert_with(|| read_owner(&base));
+            match out.get(&ino) {
+                Some(prev) if prev.is_ssh_login() || !o.is_ssh_login() => {}
+                _ => {
+                    out.insert(ino, o.clone());
                 }
             }
         }
     }
     out
+}
+
+fn read_owner(base: &Path) -> Owner {
+    let comm = fs::read_to_string(base.join("comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut raw = fs::read(base.join("cmdline")).unwrap_or_default();
+    raw.truncate(TITLE_CAP);
+    let title = String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string();
+    Owner { comm, title }
 }
 
 /// Is this the name of an OpenSSH server process (`sshd`, or `sshd-session` from 9.8)?
@@ -163,5 +213,29 @@ mod tests {
         assert_eq!(s[0].local, ("::1".parse().unwrap(), 22));
         assert_eq!(s[1].local, ("2001:db8::1".parse().unwrap(), 80));
         assert_eq!(s[1].remote, ("::ffff:127.0.0.1".parse().unwrap(), 8080));
+    }
+
+    #[test]
+    fn only_logged_in_sshd_processes_are_sessions() {
+        let o = |comm: &str, title: &str| Owner {
+            comm: comm.into(),
+            title: title.into(),
+        };
+        assert!(o("sshd", "sshd: alice@pts/0").is_ssh_login());
+        assert!(o("sshd", "sshd: root@notty").is_ssh_login());
+        assert!(o("sshd-session", "sshd-session: bob@pts/3").is_ssh_login());
+        assert!(!o("sshd", "sshd: unknown [priv]").is_ssh_login());
+        assert!(!o("sshd", "sshd: root [net]").is_ssh_login());
+        assert!(
+            !o(
+                "sshd",
+                "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"
+            )
+            .is_ssh_login()
+        );
+        assert!(
+            !o("bash", "sshd: alice@pts/0").is_ssh_login(),
+            "only sshd's own title counts"
+        );
     }
 }

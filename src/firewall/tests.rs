@@ -261,21 +261,31 @@ fn guard_refuses_a_policy_that_cuts_the_current_session() {
 }
 
 #[test]
-fn sessions_come_from_the_env_and_the_socket_table() {
-    let tcp = "hdr\n   0: 0100000A:08AE 0200000A:C350 01 0 0 0 0 0 7 1\n   1: 0100000A:0050 0300000A:C351 01 0 0 0 0 0 8 1\n";
+fn sessions_come_from_the_env_and_logged_in_sshd_sockets() {
+    use super::sockets::Owner;
+    // inode 7: a logged-in session on 2222; 8: a stranger before authentication on 2222;
+    // 9: a web client on 80.
+    let tcp = "hdr\n   0: 0100000A:08AE 0200000A:C350 01 0 0 0 0 0 7 1\n   1: 0100000A:08AE 0400000A:C352 01 0 0 0 0 0 8 1\n   2: 0100000A:0050 0300000A:C351 01 0 0 0 0 0 9 1\n";
     let socks = super::sockets::parse(tcp, Proto::Tcp);
-    let s = guard::sessions(
-        Some("192.0.2.10 50000 203.0.113.1 2222"),
-        &socks,
-        &HashMap::new(),
-        2222,
-    );
+    let owner = |title: &str| Owner {
+        comm: "sshd".into(),
+        title: title.into(),
+    };
+    let owners: HashMap<u64, Owner> = [
+        (7, owner("sshd: alice@pts/0")),
+        (8, owner("sshd: unknown [priv]")),
+        (
+            9,
+            Owner {
+                comm: "nginx".into(),
+                title: "nginx: worker process".into(),
+            },
+        ),
+    ]
+    .into();
+    let s = guard::sessions(Some("192.0.2.10 50000 203.0.113.1 2222"), &socks, &owners);
     let peers: Vec<String> = s.iter().map(|x| x.peer.to_string()).collect();
-    assert_eq!(
-        peers,
-        ["10.0.0.2", "192.0.2.10"],
-        "port 80 is not an SSH session"
-    );
+    assert_eq!(peers, ["10.0.0.2", "192.0.2.10"]);
 }
 
 // ---------- real nftables, one private network namespace per test thread ----------
@@ -399,4 +409,41 @@ fn sample_without_wg() -> Policy {
     let mut p = sample();
     p.ssh.allow_interfaces.clear();
     p
+}
+
+#[test]
+fn an_apply_over_an_unconfirmed_one_keeps_the_confirmed_rollback_target() {
+    if !private_netns() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = ctx(tmp.path());
+    let a = sample_without_wg();
+    commit::apply(&c, &ruleset::table(&a, &c.table), None).unwrap();
+    let confirmed = nft::snapshot(Path::new("nft"), &c.table).unwrap().unwrap();
+    // Two applies in a row, neither confirmed (/bin/true stands in for the watcher).
+    let mut b = a.clone();
+    b.allow.push(parse_service("tcp/8443").unwrap());
+    let mut ctx_b = c.clone();
+    ctx_b.exe = PathBuf::from("/bin/true");
+    commit::apply(
+        &ctx_b,
+        &ruleset::table(&b, &c.table),
+        Some(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let mut cc = b.clone();
+    cc.allow.push(parse_service("tcp/9443").unwrap());
+    commit::apply(
+        &ctx_b,
+        &ruleset::table(&cc, &c.table),
+        Some(Duration::from_secs(60)),
+    )
+    .unwrap();
+    assert!(commit::rollback(&c).unwrap());
+    assert_eq!(
+        nft::snapshot(Path::new("nft"), &c.table).unwrap().unwrap(),
+        confirmed
+    );
+    assert!(commit::pending(&c).unwrap().is_none());
 }

@@ -87,6 +87,32 @@ fn reaches(ns: &Netns, addr: &str, port: u16) -> bool {
 /// A child process killed on drop.
 struct Sshd(std::process::Child);
 
+/// Another child killed on drop (the ssh client).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Does the server namespace hold an established connection from `peer` to port 2222 that
+/// belongs to a logged-in sshd session? (Asks `ss`-free: the socket table plus /proc.)
+fn logged_in(peer: &str, lab: &Lab) -> bool {
+    let o = lab.server.cmd("cat").arg("/proc/net/tcp").output().unwrap();
+    let inodes: Vec<u64> =
+        ravelin::firewall::sockets::parse(&stdout(&o), ravelin::firewall::policy::Proto::Tcp)
+            .into_iter()
+            .filter(|s| s.established && s.remote.0.to_string() == peer && s.local.1 == 2222)
+            .map(|s| s.inode)
+            .collect();
+    let owners = ravelin::firewall::sockets::owners(Path::new("/proc"));
+    inodes
+        .iter()
+        .any(|i| owners.get(i).is_some_and(|o| o.is_ssh_login()))
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -189,9 +215,10 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "Port {port}\nListenAddress ::\nListenAddress 0.0.0.0\nHostKey {}\nPidFile {}\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+                "Port {port}\nListenAddress ::\nListenAddress 0.0.0.0\nHostKey {}\nPidFile {}\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nAuthorizedKeysFile {}\n",
                 key.display(),
-                d.join("pid").display()
+                d.join("pid").display(),
+                self.client_key().1.display()
             ),
         )
         .unwrap();
@@ -215,6 +242,22 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(sshd)
+    }
+
+    /// A client key pair (private key, authorized_keys file), made once per lab.
+    fn client_key(&self) -> (PathBuf, PathBuf) {
+        let key = self.dir.path().join("client_key");
+        let auth = self.dir.path().join("authorized_keys");
+        if !key.exists() {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            std::fs::copy(key.with_extension("pub"), &auth).unwrap();
+        }
+        (key, auth)
     }
 
     fn config(&self, firewall: &str) -> PathBuf {
@@ -530,15 +573,11 @@ fn the_lockout_guard_refuses_a_policy_that_cuts_the_admin() {
     );
     assert_eq!(lab.live(), None, "applied despite the guard");
 
-    // Same without the env: an established session in the socket table is evidence too.
+    // An established connection (opened while there was no firewall) to the real SSH port.
     let sa = SocketAddr::new(SERVER_M6.parse().unwrap(), 2222);
     let session = in_ns(&lab.admin, move || {
         TcpStream::connect_timeout(&sa, Duration::from_secs(1)).expect("session")
     });
-    let o = lab.fw(&wrong, &["apply", "--confirm", "60s"], None);
-    let out = stdout(&o);
-    assert!(!o.status.success() && out.contains(ADMIN6), "{out}");
-    assert_eq!(lab.live(), None);
 
     // --force overrides; the established session survives the apply (established accepted).
     let o = lab.fw(&wrong, &["apply", "--no-confirm", "--force"], None);
@@ -650,6 +689,52 @@ fn a_real_sshd_is_reachable_only_from_the_admin_and_the_guard_knows_its_port() {
             "the attacker reached the real sshd via {attacker_to}"
         );
     }
+    // A real login from the admin (no SSH_CONNECTION in our environment): the guard finds it
+    // in the socket table and refuses a policy that would not let the admin back in.
+    let (key, _) = lab.client_key();
+    let mut login = KillOnDrop(
+        lab.admin
+            .cmd("ssh")
+            .args(["-i"])
+            .arg(&key)
+            .args([
+                "-p",
+                "2222",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("root@{SERVER_M4}"))
+            .args(["sleep", "30"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while !logged_in(ADMIN4, &lab) {
+        assert!(login.0.try_wait().unwrap().is_none(), "ssh login failed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no ssh login within 10s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wrong = lab.dir.path().join("wrong.toml");
+    std::fs::write(&wrong, policy("\"192.0.2.10\"", "")).unwrap();
+    let o = lab.fw(&wrong, &["apply", "--confirm", "60s"], None);
+    let out = stdout(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("session from {ADMIN4}")) && out.contains("socket table"),
+        "{out}"
+    );
+    drop(login);
+
     // The exposure report names the real sshd bound to every address.
     let o = lab.fw(&cfg, &["exposure", "--json"], None);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
