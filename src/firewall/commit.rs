@@ -226,8 +226,24 @@ pub fn honour_pending(ctx: &Ctx) -> Result<Option<Pending>, FirewallError> {
         }
         return Ok(None);
     }
-    spawn_watcher(ctx, &p.token)?;
+    if !watcher_alive(&d, &p.token) {
+        spawn_watcher(ctx, &p.token)?;
+    }
     Ok(Some(p))
+}
+
+/// Is the watcher recorded in `watcher.pid` still running for `token`? (Its command line
+/// names the token, so a recycled pid does not fool us.)
+fn watcher_alive(d: &Path, token: &str) -> bool {
+    let Ok(pid) = fs::read_to_string(d.join("watcher.pid")) else {
+        return false;
+    };
+    let Ok(cmdline) = fs::read(Path::new("/proc").join(pid.trim()).join("cmdline")) else {
+        return false;
+    };
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == token.as_bytes())
 }
 
 fn spawn_watcher(ctx: &Ctx, token: &str) -> Result<(), FirewallError> {
@@ -246,10 +262,12 @@ fn spawn_watcher(ctx: &Ctx, token: &str) -> Result<(), FirewallError> {
                 .map_err(std::io::Error::from)
         });
     }
-    cmd.spawn().map_err(|e| FirewallError::State {
+    let child = cmd.spawn().map_err(|e| FirewallError::State {
         path: ctx.exe.clone(),
         detail: format!("cannot start the rollback watcher: {e}"),
     })?;
+    // Only to avoid starting a second watcher (honour_pending); losing it is harmless.
+    let _ = fs::write(ctx.dir().join("watcher.pid"), child.id().to_string());
     // The child is not waited for: it outlives us on purpose (init reaps it).
     Ok(())
 }

@@ -230,7 +230,7 @@ fn ruleset_has_the_parts_the_issue_lists() {
 #[test]
 fn diff_marks_only_changed_lines() {
     let d = diff("a\nb\nc\n", "a\nx\nc\nd\n");
-    assert_eq!(d, ["  a", "+ x", "- b", "  c", "+ d"]);
+    assert_eq!(d, ["  a", "- b", "+ x", "  c", "+ d"]);
 }
 
 #[test]
