@@ -418,7 +418,30 @@ fn a_closed_port_scan_and_a_honeyport_touch_put_the_source_in_the_scanner_set() 
     );
     assert!(!lab.scanners().contains(&ADMIN4.to_string()));
     scan(&lab.admin, SERVER_M4, [23]);
-    // What the daemon will read (read_scanners), through the CLI.
+    // What the daemon will do: read the sets, turn new scanners into `scan` observations.
+    let listed = in_ns(&lab.server, || {
+        ravelin::firewall::read_scanners(Path::new("nft"), "ravelin_fw").expect("read_scanners")
+    });
+    let mut watch = ravelin::firewall::scan::ScanWatch::new();
+    let obs = watch.observe(&listed, std::time::SystemTime::now());
+    let addrs: Vec<String> = obs.iter().map(|o| o.addr.to_string()).collect();
+    for a in [ATTACKER4, ATTACKER6, ADMIN6] {
+        assert!(
+            addrs.contains(&a.to_string()),
+            "{a} not observed: {addrs:?}"
+        );
+    }
+    assert!(
+        obs.iter()
+            .all(|o| &*o.rule == "scan.portscan" && &*o.source == "firewall")
+    );
+    assert!(
+        watch
+            .observe(&listed, std::time::SystemTime::now())
+            .is_empty(),
+        "reported twice"
+    );
+    // The same through the CLI.
     let o = lab.fw(&cfg, &["scanners"], None);
     let out = stdout(&o);
     for a in [ATTACKER4, ATTACKER6, ADMIN4, ADMIN6] {
@@ -747,4 +770,69 @@ fn a_real_sshd_is_reachable_only_from_the_admin_and_the_guard_knows_its_port() {
                 && f["process"] == "sshd"),
         "{v:#}"
     );
+}
+
+#[test]
+fn the_ban_table_drops_first_and_is_never_touched_by_apply_or_rollback() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    // The daemon's ban table, made by the enforcer itself, with the attacker banned.
+    in_ns(&lab.server, || {
+        use ravelin::enforce::Enforcer;
+        ravelin::enforce::NftEnforcer::new("nft".into(), "ravelin".into())
+            .setup()
+            .expect("ban table setup");
+    });
+    let st = lab
+        .server
+        .cmd("nft")
+        .args([&format!(
+            "add element inet ravelin ban4 {{ {ATTACKER4} timeout 1h }}; add element inet ravelin ban6 {{ {ATTACKER6} timeout 1h }}"
+        )])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bans_before = lab.server.all_elements();
+    let cfg = lab.config(&standard());
+    let o = lab.fw(&cfg, &["apply", "--confirm", "1s"], None);
+    assert!(o.status.success(), "{}", stdout(&o));
+    // Banned: not even the allowed port or the decoy answers; the admin is unaffected.
+    for to in [SERVER_A4, SERVER_A6] {
+        assert!(
+            !reaches(&lab.attacker, to, 80),
+            "a banned source reached port 80 via {to}"
+        );
+        assert!(
+            !reaches(&lab.attacker, to, 22),
+            "a banned source reached the decoy via {to}"
+        );
+    }
+    assert!(reaches(&lab.admin, SERVER_M4, 80) && reaches(&lab.admin, SERVER_M6, 2222));
+    // Let the unconfirmed apply roll back; the bans and the ban chains are as they were.
+    let t0 = Instant::now();
+    while lab.live().is_some() && t0.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lab.live(), None, "not rolled back");
+    assert_eq!(lab.server.all_elements(), bans_before);
+    let o = lab
+        .server
+        .cmd("nft")
+        .args(["-s", "-t", "list", "table", "inet", "ravelin"])
+        .output()
+        .unwrap();
+    let ban_table = stdout(&o);
+    for part in [
+        "chain input",
+        "chain forward",
+        "ip saddr @ban4 counter drop",
+        "ip6 saddr @ban6 counter drop",
+    ] {
+        assert!(
+            ban_table.contains(part),
+            "{part:?} missing from the ban table:\n{ban_table}"
+        );
+    }
 }
