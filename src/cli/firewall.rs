@@ -101,6 +101,21 @@ pub fn run(
             };
             let def = ruleset::table(&policy, &ctx.table);
             nft::check(&ctx.nft, &ctx.table, &def)?;
+            let problems = lockout_problems(&policy);
+            if problems.is_empty() {
+                writeln!(
+                    out,
+                    "# lockout guard: ok (every SSH session found could log in again)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "# lockout guard: apply would refuse (--force overrides):"
+                )?;
+                for p in &problems {
+                    writeln!(out, "#   - {p}")?;
+                }
+            }
             let (planned, canonical) = nft::canonical(&ctx.nft, &ctx.table, &def)?;
             let live = nft::structure(&ctx.nft, &ctx.table)?;
             writeln!(

@@ -133,12 +133,17 @@ pub fn apply(
         Some(p) => write_json(&d.join("pending.json"), p)?,
         None => remove(&d.join("pending.json"))?,
     }
+    // The watcher first: if it cannot start, nothing is applied. If the apply then fails, the
+    // watcher finds no pending file and exits within a second.
+    if let Some(p) = &pending {
+        if let Err(e) = spawn_watcher(ctx, &p.token) {
+            let _ = remove(&d.join("pending.json"));
+            return Err(e);
+        }
+    }
     if let Err(e) = nft::replace(&ctx.nft, &ctx.table, Some(def)) {
         let _ = remove(&d.join("pending.json"));
         return Err(e);
-    }
-    if let Some(p) = &pending {
-        spawn_watcher(ctx, &p.token)?;
     }
     Ok(Applied {
         pending,

@@ -42,10 +42,11 @@ fn ip(ns: &Netns, args: &[&str]) {
 
 /// Join two namespaces with a veth pair and put one v4 and one v6 address on each end.
 fn link(a: &Netns, a_addrs: [&str; 2], b: &Netns, b_addrs: [&str; 2], tag: &str) {
-    let (ea, eb) = (
-        format!("{tag}a{}", std::process::id() % 10_000),
-        format!("{tag}b{}", std::process::id() % 10_000),
-    );
+    // Created directly inside the namespaces, so names only need to be unique per test run.
+    static LINKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = LINKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 1000;
+    let id = std::process::id() % 10_000;
+    let (ea, eb) = (format!("{tag}a{id}x{n}"), format!("{tag}b{id}x{n}"));
     let st = Command::new("ip")
         .args([
             "link", "add", &ea, "netns", &a.name, "type", "veth", "peer", "name", &eb, "netns",
@@ -835,4 +836,23 @@ fn the_ban_table_drops_first_and_is_never_touched_by_apply_or_rollback() {
             "{part:?} missing from the ban table:\n{ban_table}"
         );
     }
+}
+
+#[test]
+fn plan_warns_about_a_lockout_before_anything_is_applied() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let wrong = lab.config(&policy("\"192.0.2.10\"", ""));
+    let sc = format!("{ADMIN4} 50000 {SERVER_M4} 2222");
+    let o = lab.fw(&wrong, &["plan"], Some(&sc));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("# lockout guard: apply would refuse") && out.contains(ADMIN4),
+        "{out}"
+    );
+    assert!(out.contains("# live: no table inet ravelin_fw"), "{out}");
+    assert_eq!(lab.live(), None);
 }
