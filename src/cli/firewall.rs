@@ -58,6 +58,8 @@ pub enum FirewallCmd {
     },
     /// Whether an apply is waiting for confirmation.
     Status,
+    /// At boot: honour a pending apply, and load the last confirmed table if it is gone.
+    Boot,
     /// Listening sockets compared with the policy.
     Exposure {
         /// Machine-readable output.
@@ -85,7 +87,10 @@ pub fn run(
         exe: std::env::current_exe()
             .context("cannot find this executable for the rollback watcher")?,
     };
-    if !matches!(a.cmd, FirewallCmd::Confirm | FirewallCmd::Rollback { .. }) {
+    if !matches!(
+        a.cmd,
+        FirewallCmd::Confirm | FirewallCmd::Rollback { .. } | FirewallCmd::Boot
+    ) {
         if let Some(p) = commit::honour_pending(&ctx)? {
             writeln!(
                 out,
@@ -226,6 +231,20 @@ pub fn run(
                 )?;
                 Ok(ExitCode::FAILURE)
             }
+        }
+        FirewallCmd::Boot => {
+            match commit::boot(&ctx)? {
+                commit::Boot::Pending(p) => writeln!(
+                    out,
+                    "an apply is waiting for confirmation ({}s left); left as is",
+                    p.remaining().as_secs()
+                )?,
+                commit::Boot::Restored => {
+                    writeln!(out, "loaded the last confirmed table inet {}", ctx.table)?
+                }
+                commit::Boot::Unchanged => writeln!(out, "nothing to do")?,
+            }
+            Ok(ExitCode::SUCCESS)
         }
         FirewallCmd::Status => {
             match commit::pending(&ctx)? {

@@ -7,6 +7,8 @@
 //!   `rollback` restores it at any time. An apply made while another is still unconfirmed
 //!   keeps it, so a rollback always returns to the last state someone confirmed.
 //! - `pending.json`: `{token, deadline}` while an apply waits for `confirm`.
+//! - `confirmed.json`: the structure (no set elements) of the last confirmed table, which
+//!   [`boot`] loads when the daemon starts and finds the table gone (after a reboot).
 //!
 //! The rollback does not depend on the process that applied: `apply` starts a detached child
 //! (`ravelin firewall rollback --if-unconfirmed <token>`, its own session, no terminal) that
@@ -145,6 +147,9 @@ pub fn apply(
         let _ = remove(&d.join("pending.json"));
         return Err(e);
     }
+    if pending.is_none() {
+        save_confirmed(ctx, &d)?;
+    }
     Ok(Applied {
         pending,
         had_previous,
@@ -159,8 +164,65 @@ pub fn confirm(ctx: &Ctx) -> Result<bool, FirewallError> {
     }
     let _lock = lock(&d)?;
     let had = read_pending(&d)?.is_some();
+    if had {
+        save_confirmed(ctx, &d)?;
+    }
     remove(&d.join("pending.json"))?;
     Ok(had)
+}
+
+/// Record the live table's structure as the one to bring back after a reboot.
+fn save_confirmed(ctx: &Ctx, d: &Path) -> Result<(), FirewallError> {
+    let ruleset = nft::structure(&ctx.nft, &ctx.table)?;
+    write_confirmed(ctx, d, ruleset)
+}
+
+fn write_confirmed(ctx: &Ctx, d: &Path, ruleset: Option<String>) -> Result<(), FirewallError> {
+    let rec = Previous {
+        table: ctx.table.clone(),
+        ruleset,
+        saved_at: unix_now(),
+    };
+    write_json(&d.join("confirmed.json"), &rec)
+}
+
+/// What [`boot`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// An apply is waiting for `confirm`; a watcher will roll it back in time.
+    Pending(Pending),
+    /// The table was absent (a reboot) and the last confirmed one was loaded.
+    Restored,
+    /// The table is live (or nothing was ever confirmed): nothing done.
+    Unchanged,
+}
+
+/// Call once when the daemon starts: honour a pending apply ([`honour_pending`]), then, if
+/// the table is gone (the kernel forgets everything at reboot) bring back the last
+/// confirmed one. Never applies an unconfirmed policy from the config by itself.
+pub fn boot(ctx: &Ctx) -> Result<Boot, FirewallError> {
+    if let Some(p) = honour_pending(ctx)? {
+        return Ok(Boot::Pending(p));
+    }
+    let d = ctx.dir();
+    let path = d.join("confirmed.json");
+    let rec: Previous = match fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t).map_err(|e| FirewallError::State {
+            path: path.clone(),
+            detail: format!("corrupt: {e}"),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Boot::Unchanged),
+        Err(e) => return Err(io("read", &path, e)),
+    };
+    let Some(ruleset) = rec.ruleset else {
+        return Ok(Boot::Unchanged);
+    };
+    let _lock = lock(&d)?;
+    if nft::snapshot(&ctx.nft, &rec.table)?.is_some() {
+        return Ok(Boot::Unchanged);
+    }
+    nft::replace(&ctx.nft, &rec.table, Some(&ruleset))?;
+    Ok(Boot::Restored)
 }
 
 /// The pending apply, if any.
@@ -189,6 +251,12 @@ fn restore_locked(ctx: &Ctx, d: &Path) -> Result<bool, FirewallError> {
         Err(e) => return Err(io("read", &path, e)),
     };
     nft::replace(&ctx.nft, &prev.table, prev.ruleset.as_deref())?;
+    // What we restored is the last confirmed state; a reboot brings it back.
+    let structure = match prev.ruleset {
+        Some(_) => nft::structure(&ctx.nft, &prev.table)?,
+        None => None,
+    };
+    write_confirmed(ctx, d, structure)?;
     remove(&d.join("pending.json"))?;
     Ok(true)
 }

@@ -447,3 +447,51 @@ fn an_apply_over_an_unconfirmed_one_keeps_the_confirmed_rollback_target() {
     );
     assert!(commit::pending(&c).unwrap().is_none());
 }
+
+#[test]
+fn boot_brings_back_the_last_confirmed_table_after_a_reboot() {
+    if !private_netns() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = ctx(tmp.path());
+    let nft_path = Path::new("nft");
+    assert_eq!(
+        commit::boot(&c).unwrap(),
+        commit::Boot::Unchanged,
+        "nothing confirmed yet"
+    );
+    let a = sample_without_wg();
+    commit::apply(&c, &ruleset::table(&a, &c.table), None).unwrap();
+    let confirmed = nft::structure(nft_path, &c.table).unwrap().unwrap();
+    assert_eq!(
+        commit::boot(&c).unwrap(),
+        commit::Boot::Unchanged,
+        "table is live"
+    );
+    // A reboot: the kernel forgot the table.
+    nft::replace(nft_path, &c.table, None).unwrap();
+    assert_eq!(commit::boot(&c).unwrap(), commit::Boot::Restored);
+    assert_eq!(
+        nft::structure(nft_path, &c.table).unwrap().unwrap(),
+        confirmed
+    );
+    // An unconfirmed apply that was rolled back leaves the confirmed one as the boot table.
+    let mut b = a.clone();
+    b.allow.push(parse_service("tcp/8443").unwrap());
+    let mut cb = c.clone();
+    cb.exe = PathBuf::from("/bin/true");
+    commit::apply(
+        &cb,
+        &ruleset::table(&b, &c.table),
+        Some(Duration::from_secs(60)),
+    )
+    .unwrap();
+    assert!(commit::rollback(&c).unwrap());
+    nft::replace(nft_path, &c.table, None).unwrap();
+    assert_eq!(commit::boot(&c).unwrap(), commit::Boot::Restored);
+    assert_eq!(
+        nft::structure(nft_path, &c.table).unwrap().unwrap(),
+        confirmed
+    );
+}

@@ -520,6 +520,23 @@ fn apply_with_confirm_rolls_back_unless_confirmed() {
     let o = lab.fw(&b, &["rollback"], None);
     assert!(o.status.success(), "{}", stdout(&o));
     assert_eq!(lab.live().unwrap(), before);
+
+    // A reboot forgets the table; `firewall boot` (the daemon's start does the same) loads
+    // the last confirmed one, which after that rollback is A again.
+    let st = lab
+        .server
+        .cmd("nft")
+        .args(["delete", "table", "inet", "ravelin_fw"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = lab.fw(&b, &["boot"], None);
+    assert!(
+        stdout(&o).contains("loaded the last confirmed table"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(lab.live().unwrap(), before);
 }
 
 #[test]
