@@ -270,7 +270,7 @@ pub fn run(
             };
             let socks = sockets::read(Path::new("/proc/net"));
             let owners = sockets::owners(Path::new("/proc"));
-            let findings = exposure::report(&policy, &socks, &owners);
+            let findings = exposure::report(&policy, &socks, &owners, &guard::iface_of);
             if *json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&findings)?)?;
             } else {
