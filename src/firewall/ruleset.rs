@@ -5,14 +5,16 @@
 //!
 //! ```text
 //! chain filter_input { type filter hook input priority filter; policy drop; }
-//!   1. ICMPv6 that must pass (neighbour discovery, router advert, packet-too-big,
+//!   1. iif lo accept
+//!   2. ICMPv6 that must pass (neighbour discovery, router advert, packet-too-big,
 //!      time-exceeded, parameter-problem): before the ct rules, as ND is not tracked
-//!   2. ct state established,related accept; ct state invalid drop; iif lo accept
-//!   3. ICMP/ICMPv6 echo-request, rate-limited; ICMP errors (related ones pass at 2 anyway)
-//!   4. honeyports: add the source to scanners4/6, drop
-//!   5. decoy port, allowed services: accept
-//!   6. real SSH port: accept from allow_from, or on allow_interfaces
-//!   7. closed-port accounting (see below), then the policy drops
+//!   3. ICMP/ICMPv6 echo-request, rate-limited (one budget for all sources), the rest
+//!      dropped: before the ct rules too, as conntrack makes a one-id flood "established"
+//!   4. ct state established,related accept; ct state invalid drop; ICMP errors
+//!   5. honeyports: add the source to scanners4/6, drop
+//!   6. decoy port, allowed services: accept
+//!   7. real SSH port: accept from allow_from, or on allow_interfaces
+//!   8. closed-port accounting (see below), then the policy drops
 //! ```
 //!
 //! Banned sources never get here: `inet ravelin` drops them at priority -200 in `input` and
@@ -20,7 +22,7 @@
 //!
 //! # Closed-port scans, in the kernel
 //!
-//! For a new unicast TCP or UDP flow that reached step 7 (so: a port the policy does not open
+//! For a new unicast TCP or UDP flow that reached step 8 (so: a port the policy does not open
 //! to that source; broadcast and multicast such as mDNS, SSDP or NetBIOS never count), with
 //! `N = closed_ports` and `W = within`:
 //!
@@ -83,17 +85,12 @@ pub fn table(p: &Policy, table: &str) -> String {
     let r = |s: &mut String, rule: &str| {
         let _ = writeln!(s, "\t\t{rule}");
     };
+    r(&mut s, "iif \"lo\" accept");
     r(
         &mut s,
         "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
     );
-    r(&mut s, "ct state established,related accept");
-    r(&mut s, "ct state invalid drop");
-    r(&mut s, "iif \"lo\" accept");
-    r(
-        &mut s,
-        "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
-    );
+    // Before the ct rules: conntrack sees a ping flood with one id as one established flow.
     if p.echo_per_second > 0 {
         let e = p.echo_per_second;
         let b = e.saturating_mul(2);
@@ -106,6 +103,14 @@ pub fn table(p: &Policy, table: &str) -> String {
             &format!("icmpv6 type echo-request limit rate {e}/second burst {b} packets accept"),
         );
     }
+    r(&mut s, "icmp type echo-request drop");
+    r(&mut s, "icmpv6 type echo-request drop");
+    r(&mut s, "ct state established,related accept");
+    r(&mut s, "ct state invalid drop");
+    r(
+        &mut s,
+        "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+    );
     if !p.scan.honeyports.is_empty() {
         let ports = join(p.scan.honeyports.iter().map(u16::to_string));
         for (fam, m) in [("4", "ip"), ("6", "ip6")] {

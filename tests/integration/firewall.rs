@@ -873,3 +873,144 @@ fn plan_warns_about_a_lockout_before_anything_is_applied() {
     assert!(out.contains("# live: no table inet ravelin_fw"), "{out}");
     assert_eq!(lab.live(), None);
 }
+
+/// Send `count` ICMP(v6) echo requests to `addr` from `ns` as fast as possible, then count
+/// the echo replies that come back within a short wait. Raw sockets (root only).
+fn pings(ns: &Netns, addr: &str, count: u16) -> usize {
+    let ip: IpAddr = addr.parse().unwrap();
+    in_ns(ns, move || {
+        let v6 = ip.is_ipv6();
+        let (fam, proto) = if v6 {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        } else {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        };
+        // SAFETY: plain socket calls on a descriptor we own and close below.
+        let fd = unsafe { libc::socket(fam, libc::SOCK_RAW, proto) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 300_000,
+        };
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        let id: u16 = 0x5256;
+        let (req, rep) = if v6 { (128u8, 129u8) } else { (8u8, 0u8) };
+        for seq in 0..count {
+            let mut pkt = vec![req, 0, 0, 0];
+            pkt.extend_from_slice(&id.to_be_bytes());
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(b"ravelin-firewall");
+            if !v6 {
+                let sum = checksum(&pkt);
+                pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+            }
+            // (The kernel fills in the ICMPv6 checksum.)
+            let sent = match ip {
+                IpAddr::V4(a) => {
+                    let sa = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as u16,
+                        sin_port: 0,
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from_ne_bytes(a.octets()),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    unsafe {
+                        libc::sendto(
+                            fd,
+                            pkt.as_ptr().cast(),
+                            pkt.len(),
+                            0,
+                            (&sa as *const libc::sockaddr_in).cast(),
+                            std::mem::size_of_val(&sa) as u32,
+                        )
+                    }
+                }
+                IpAddr::V6(a) => {
+                    let sa = libc::sockaddr_in6 {
+                        sin6_family: libc::AF_INET6 as u16,
+                        sin6_port: 0,
+                        sin6_flowinfo: 0,
+                        sin6_addr: libc::in6_addr {
+                            s6_addr: a.octets(),
+                        },
+                        sin6_scope_id: 0,
+                    };
+                    unsafe {
+                        libc::sendto(
+                            fd,
+                            pkt.as_ptr().cast(),
+                            pkt.len(),
+                            0,
+                            (&sa as *const libc::sockaddr_in6).cast(),
+                            std::mem::size_of_val(&sa) as u32,
+                        )
+                    }
+                }
+            };
+            assert!(sent > 0, "sendto: {}", std::io::Error::last_os_error());
+        }
+        let mut replies = 0;
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                break;
+            }
+            let b = &buf[..n as usize];
+            // IPv4 raw sockets see the IP header; IPv6 ones do not.
+            let icmp = if v6 {
+                b
+            } else {
+                &b[usize::from(b[0] & 0xf) * 4..]
+            };
+            if icmp.len() >= 8 && icmp[0] == rep && icmp[4..6] == id.to_be_bytes() {
+                replies += 1;
+            }
+        }
+        unsafe { libc::close(fd) };
+        replies
+    })
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[test]
+fn echo_requests_are_answered_but_rate_limited() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    assert_eq!(
+        pings(&lab.attacker, SERVER_A4, 40),
+        40,
+        "before the firewall every ping is answered"
+    );
+    // echo_per_second = 10 (default): burst 20, then 10 a second.
+    lab.apply(&lab.config(&standard()));
+    for to in [SERVER_A4, SERVER_A6] {
+        std::thread::sleep(Duration::from_secs(3)); // let the bucket refill
+        let got = pings(&lab.attacker, to, 40);
+        assert!(
+            (15..=25).contains(&got),
+            "{got} of 40 echo requests to {to} answered"
+        );
+    }
+}
