@@ -41,8 +41,16 @@
 //! `scanners4`/`scanners6` (see [`ruleset`] for the exact semantics); nothing is done per
 //! packet in user space. The firewall itself does not drop them (an allowlisted monitoring
 //! host that scans must not lose its services): the daemon reads the sets with
-//! [`read_scanners`] and sends an observation of kind `scan` through the normal pipeline, so
-//! the allowlist, escalation, alerts and the store all apply.
+//! [`read_scanners`], turns new entries into observations (`scan.portscan`, kind `scan`) with
+//! [`scan::ScanWatch`] and sends them through the normal pipeline, so the allowlist,
+//! escalation, alerts and the store all apply.
+//!
+//! # Lifecycle
+//!
+//! `plan` (nothing changes) -> `apply --confirm 60s` (atomic; a detached watcher restores the
+//! previous table unless `confirm` comes in time) -> `confirm`; `rollback` at any time. The
+//! daemon calls [`commit::boot`] on start: a pending apply whose deadline passed while nothing
+//! ran is rolled back, and after a reboot the last *confirmed* table is loaded again.
 
 pub mod commit;
 pub mod exposure;
