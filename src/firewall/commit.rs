@@ -143,7 +143,8 @@ pub fn apply(
             return Err(e);
         }
     }
-    if let Err(e) = nft::replace(&ctx.nft, &ctx.table, Some(def)) {
+    let def = format!("{def}{}", carry_scanners(ctx));
+    if let Err(e) = nft::replace(&ctx.nft, &ctx.table, Some(&def)) {
         let _ = remove(&d.join("pending.json"));
         return Err(e);
     }
@@ -154,6 +155,31 @@ pub fn apply(
         pending,
         had_previous,
     })
+}
+
+/// Lines that put the live scanner entries, with the time they have left, into the new table
+/// (same transaction), so a re-apply does not erase scanners the daemon has not read yet.
+/// Empty when there is no live table or it cannot be read.
+fn carry_scanners(ctx: &Ctx) -> String {
+    let Ok(listed) = nft::read_scanners(&ctx.nft, &ctx.table) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (ip, left) in listed {
+        let set = if ip.is_ipv4() {
+            "scanners4"
+        } else {
+            "scanners6"
+        };
+        let timeout = left
+            .map(|d| format!(" timeout {}s", d.as_secs().max(1)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "add element inet {} {set} {{ {ip}{timeout} }}\n",
+            ctx.table
+        ));
+    }
+    out
 }
 
 /// Keep the applied table: cancel the pending rollback. `Ok(false)` if nothing was pending.

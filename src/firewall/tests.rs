@@ -495,3 +495,30 @@ fn boot_brings_back_the_last_confirmed_table_after_a_reboot() {
         confirmed
     );
 }
+
+#[test]
+fn a_reapply_keeps_the_scanners_found_so_far() {
+    if !private_netns() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = ctx(tmp.path());
+    let p = sample_without_wg();
+    commit::apply(&c, &ruleset::table(&p, &c.table), None).unwrap();
+    let st = Command::new("nft")
+        .args(["add element inet ravelin_fw scanners4 { 198.51.100.7 timeout 10m }; add element inet ravelin_fw scanners6 { 2001:db8::7 }"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    commit::apply(&c, &ruleset::table(&p, &c.table), None).unwrap();
+    let mut got = nft::read_scanners(Path::new("nft"), ruleset::TABLE).unwrap();
+    got.sort();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        [ip("198.51.100.7"), ip("2001:db8::7")]
+    );
+    assert!(
+        got[0].1.is_some_and(|d| d <= Duration::from_secs(600)),
+        "time left kept: {got:?}"
+    );
+}
