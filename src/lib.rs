@@ -30,6 +30,7 @@ pub mod decide;
 pub mod detect;
 pub mod enforce;
 pub mod event;
+pub mod firewall;
 pub mod matcher;
 pub mod metrics;
 pub mod source;

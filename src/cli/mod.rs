@@ -4,6 +4,7 @@
 //! the control socket and state from that config, so `ravelin --config x bans` and
 //! `ravelin bans --config x` talk to the same daemon.
 
+pub mod firewall;
 pub mod simulate;
 pub mod test_rules;
 
@@ -74,6 +75,8 @@ pub enum Command {
     TestRules(test_rules::TestRulesArgs),
     /// Replay a log file through the whole pipeline in log time; nothing is touched.
     Simulate(simulate::SimulateArgs),
+    /// The default-deny firewall: plan, apply (commit-confirmed), confirm, rollback.
+    Firewall(firewall::FirewallArgs),
     /// What ravelin knows about an address, and why it did or did not ban it.
     Explain {
         /// The address.
@@ -250,6 +253,7 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
         Command::Simulate(a) => simulate::run(load(cli)?, a, out).map(|()| ExitCode::SUCCESS),
+        Command::Firewall(a) => firewall::run(cli.config.as_deref(), a, out),
         Command::Explain { addr, json } => {
             let data = ask(
                 cli,

@@ -8,6 +8,7 @@ mod harness;
 mod bans;
 mod cli;
 mod detection;
+mod firewall;
 mod journal;
 mod metrics;
 mod rotation;
