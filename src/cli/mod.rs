@@ -77,6 +77,12 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// The default-deny firewall: plan, apply (commit-confirmed), confirm, rollback.
     Firewall(firewall::FirewallArgs),
+    /// Prove the layers are effective: a synthetic ban must reach the kernel and go again.
+    Selftest {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// What ravelin knows about an address, and why it did or did not ban it.
     Explain {
         /// The address.
@@ -252,6 +258,31 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
+        Command::Selftest { json } => {
+            let cfg = load(cli)?;
+            let reply = control::call(&control::socket_path(&cfg), &Request::Selftest)?;
+            let data = reply.data.clone().unwrap_or(Value::Null);
+            if *json {
+                print_json(out, &data)?;
+            } else {
+                for st in data["steps"].as_array().into_iter().flatten() {
+                    let mark = if st["ok"].as_bool() == Some(true) {
+                        "ok  "
+                    } else {
+                        "FAIL"
+                    };
+                    writeln!(out, "{mark} {:<16} {}", s(&st["step"]), s(&st["detail"]))?;
+                }
+            }
+            if reply.ok {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                anyhow::bail!(
+                    "{}",
+                    reply.error.unwrap_or_else(|| "selftest failed".into())
+                )
+            }
+        }
         Command::Simulate(a) => simulate::run(load(cli)?, a, out).map(|()| ExitCode::SUCCESS),
         Command::Firewall(a) => firewall::run(cli.config.as_deref(), a, out),
         Command::Explain { addr, json } => {

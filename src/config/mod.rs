@@ -51,6 +51,9 @@ pub struct Config {
     pub trust: TrustConfig,
     /// Where Prometheus metrics are served (`None`: off). Loopback by default.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The default-deny firewall policy (`[firewall]`), if any; applied only by
+    /// `ravelin firewall apply`, never by the daemon on its own.
+    pub firewall: Option<crate::firewall::Policy>,
 }
 
 impl Config {

@@ -758,6 +758,33 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         s.finish(&mut errs);
     }
+    let mut firewall = None;
+    if let Some(v) = root.get("firewall") {
+        match crate::firewall::parse_policy(v) {
+            Ok(p) => firewall = Some(p),
+            Err(e) => errs.extend(e),
+        }
+    }
+    // `[audit]` (waivers) is read by the audit command itself; accepted here.
+    let _ = root.get("audit");
+    // Scans caught by the kernel become bans through a jail that takes kind `scan`; if the
+    // policy enables scan detection and no jail takes it, a built-in one does (ban on the first
+    // observation, 1h, escalating like any other).
+    if firewall.is_some()
+        && !jails
+            .iter()
+            .any(|j| j.kinds.iter().any(|k| k == "scan") || j.name == "portscan")
+    {
+        let mut j = default_jail("portscan", Vec::new());
+        j.rules.clear();
+        j.kinds = vec!["scan".into()];
+        j.max_retry = NonZeroU32::new(1).expect("non-zero");
+        j.ban_time = BanLength::For(Duration::from_secs(3600));
+        j.windows.clear();
+        j.prefix = None;
+        j.enumeration = None;
+        jails.push(j);
+    }
     root.finish(&mut errs);
 
     if errs.is_empty() {
@@ -773,6 +800,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             recidive,
             trust,
             metrics,
+            firewall,
         })
     } else {
         Err(errs)

@@ -41,6 +41,8 @@ pub enum Request {
         #[serde(default)]
         reason: String,
     },
+    /// Prove the layers are effective: a synthetic ban through decide, store and the kernel.
+    Selftest,
     /// What is known about one address.
     Explain {
         /// The address.

@@ -75,6 +75,9 @@ fn start(
         Backend::Log => Box::new(LogEnforcer::new()),
     };
     enforcer.setup()?;
+    if cfg.enforce.backend == Backend::Nftables {
+        firewall_boot(&cfg);
+    }
     let hosts = hostaddr::host_addresses();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,6 +150,9 @@ async fn async_main(
         let cp = checkpoints.remove(&checkpoint_key(&s));
         running.push(start_source(s, cp, ev_tx.clone(), &registry));
     }
+    // The kernel's scanner sets, read as a structured source (kind `scan`).
+    let scans = (cfg.firewall.is_some() && cfg.enforce.backend == Backend::Nftables)
+        .then(|| tokio::spawn(watch_scanners(cfg.enforce.nft.clone(), ev_tx.clone())));
     let metrics = match cfg.metrics {
         None => None,
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -193,6 +199,9 @@ async fn async_main(
     }
     tracing::info!("stopping");
     server.abort();
+    if let Some(s) = scans {
+        s.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -205,6 +214,60 @@ async fn async_main(
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped; kernel bans remain in force until their timeouts");
     Ok(())
+}
+
+/// How often the kernel's scanner sets are read.
+const SCAN_POLL: Duration = Duration::from_secs(2);
+
+/// Turn new entries of the firewall's scanner sets into observations of kind `scan`.
+async fn watch_scanners(nft: PathBuf, tx: mpsc::Sender<SourceEvent>) {
+    let mut watch = crate::firewall::scan::ScanWatch::default();
+    let mut warned = false;
+    loop {
+        let nft2 = nft.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            crate::firewall::read_scanners(&nft2, crate::firewall::ruleset::TABLE)
+        })
+        .await;
+        match listed {
+            Ok(Ok(list)) => {
+                warned = false;
+                for obs in watch.observe(&list, std::time::SystemTime::now()) {
+                    if tx.send(SourceEvent::Observation(obs)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // No firewall table yet (policy not applied): say so once, keep looking.
+            Ok(Err(e)) if !warned => {
+                tracing::info!(error = %e, "firewall scanner sets not readable (run `ravelin firewall apply`)");
+                warned = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(SCAN_POLL).await;
+    }
+}
+
+/// After a reboot the kernel has forgotten the firewall table: bring back the last confirmed
+/// one, and honour a pending commit-confirmed apply whose watcher died.
+fn firewall_boot(cfg: &Config) {
+    let ctx = crate::firewall::commit::Ctx {
+        nft: cfg.enforce.nft.clone(),
+        table: crate::firewall::ruleset::TABLE.into(),
+        state_dir: cfg.state_dir.clone(),
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ravelin")),
+    };
+    match crate::firewall::commit::boot(&ctx) {
+        Ok(crate::firewall::commit::Boot::Unchanged) => {}
+        Ok(crate::firewall::commit::Boot::Restored) => tracing::warn!(
+            "firewall table was missing (reboot?): restored the last confirmed policy"
+        ),
+        Ok(crate::firewall::commit::Boot::Pending(_)) => tracing::warn!(
+            "a firewall apply is waiting for `ravelin firewall confirm`; it rolls back by itself otherwise"
+        ),
+        Err(e) => tracing::error!(error = %e, "firewall state could not be checked"),
+    }
 }
 
 /// Sources referenced by an enabled jail (a defined but unused source is not started).

@@ -789,6 +789,7 @@ impl Worker {
             Request::Bans => Reply::ok(Value::Array(self.bans_json(now))),
             Request::Jails => Reply::ok(Value::Array(self.jails_json(now))),
             Request::Metrics => Reply::ok(Value::String(self.metrics_text(now))),
+            Request::Selftest => self.selftest(now),
             Request::Explain { target } => match target.trim().parse::<IpAddr>() {
                 Ok(addr) => Reply::ok(self.explain(crate::event::normalize_addr(addr), now)),
                 Err(_) => Reply::err(format!("{target:?} is not an IP address")),
@@ -961,6 +962,129 @@ impl Worker {
                 })
             })
             .collect()
+    }
+
+    /// `ravelin selftest`: a finding for a TEST-NET address goes through decide (the
+    /// allowlist permit), the store and one enforcement transaction; then the kernel set must
+    /// hold it, the drop rules must reference the sets, the firewall policy (if configured)
+    /// must be live; the element is removed again. Every step is reported; any failure fails.
+    fn selftest(&mut self, now: SystemTime) -> Reply {
+        let mut steps: Vec<Value> = Vec::new();
+        let mut ok = true;
+        let mut step = |name: &str, res: Result<String, String>| {
+            ok &= res.is_ok();
+            steps.push(match res {
+                Ok(d) => json!({"step": name, "ok": true, "detail": d}),
+                Err(d) => json!({"step": name, "ok": false, "detail": d}),
+            });
+        };
+        let candidates = ["192.0.2.254", "198.51.100.254", "203.0.113.254"];
+        let Some(target) = candidates
+            .iter()
+            .map(|a| host_net(a.parse().expect("literal")))
+            .find(|t| self.allow.permit(*t).is_ok() && !self.active.contains_key(t))
+        else {
+            return Reply::err(
+                "every TEST-NET probe address is allowlisted or banned; cannot run the selftest",
+            );
+        };
+        let finding = Finding {
+            target,
+            jail: Arc::from("selftest"),
+            detector: "selftest",
+            count: 1,
+            time: now,
+        };
+        let esc = decide::Escalation {
+            ban_time: BanLength::For(Duration::from_secs(60)),
+            factor: 1.0,
+            max: Duration::from_secs(60),
+        };
+        match decide::decide(&finding, &self.allow, &esc, 0, None, now) {
+            Ok(order) => {
+                step(
+                    "decide",
+                    Ok(format!("allowlist issued a permit for {target}")),
+                );
+                self.orders.push(order);
+                let errors = self.counters.enforce_errors;
+                self.flush();
+                step(
+                    "enforce",
+                    if self.counters.enforce_errors == errors {
+                        Ok("one transaction applied".into())
+                    } else {
+                        Err("the enforcement transaction failed (see the daemon log)".into())
+                    },
+                );
+            }
+            Err(r) => step("decide", Err(r.to_string())),
+        }
+        match self.enforcer.list() {
+            Ok(list) if list.iter().any(|e| normalize_net(e.target) == target) => step(
+                "kernel set",
+                Ok(format!(
+                    "{target} is in the {} ban set",
+                    self.enforcer.name()
+                )),
+            ),
+            Ok(_) => step(
+                "kernel set",
+                Err(format!(
+                    "{target} is missing from the ban set after the transaction"
+                )),
+            ),
+            Err(e) => step("kernel set", Err(e.to_string())),
+        }
+        step(
+            "drop rule",
+            self.enforcer
+                .verify()
+                .map(|()| "the drop rules reference the ban sets".to_string())
+                .map_err(|e| e.to_string()),
+        );
+        if self.cfg.firewall.is_some() && self.enforcer.name() == "nftables" {
+            let live = crate::firewall::nft::structure(
+                &self.cfg.enforce.nft,
+                crate::firewall::ruleset::TABLE,
+            );
+            step(
+                "firewall policy",
+                match live {
+                    Ok(Some(t)) if t.contains("policy drop") => Ok(format!(
+                        "table inet {} is live with policy drop",
+                        crate::firewall::ruleset::TABLE
+                    )),
+                    Ok(Some(_)) => Err(
+                        "the firewall table is live but its input chain does not drop by default"
+                            .into(),
+                    ),
+                    Ok(None) => Err(
+                        "the [firewall] policy is not applied: run `ravelin firewall apply`".into(),
+                    ),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+        }
+        self.lift(target, "selftest", now);
+        self.flush();
+        match self.enforcer.list() {
+            Ok(list) if list.iter().all(|e| normalize_net(e.target) != target) => {
+                step("cleanup", Ok(format!("{target} removed")))
+            }
+            Ok(_) => step("cleanup", Err(format!("{target} is still in the ban set"))),
+            Err(e) => step("cleanup", Err(e.to_string())),
+        }
+        let data = json!({"ok": ok, "steps": steps});
+        if ok {
+            Reply::ok(data)
+        } else {
+            Reply {
+                ok: false,
+                data: Some(data),
+                error: Some("selftest failed".into()),
+            }
+        }
     }
 
     /// Prometheus exposition of everything the worker counts.

@@ -1014,3 +1014,97 @@ fn echo_requests_are_answered_but_rate_limited() {
         );
     }
 }
+
+/// The whole chain: the kernel flags a scanner, the daemon reads the scanner set as a
+/// structured source (kind `scan`), the built-in portscan jail bans it in the ban set, and the
+/// attacker's next packets are dropped; `ravelin selftest` proves every layer live.
+#[test]
+fn a_scan_caught_in_the_kernel_becomes_a_ban_and_selftest_passes() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let log = lab.dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let text = format!(
+        "state_dir = \"{state}\"\ncontrol_socket = \"{dir}/ravelin.sock\"\n[metrics]\nenabled = false\n\
+         [[source]]\nname = \"auth\"\nfile = \"{log}\"\n[[jail]]\nname = \"sshd\"\nsources = [\"auth\"]\n{policy}",
+        state = lab.state().display(),
+        dir = lab.dir.path().display(),
+        log = log.display(),
+        policy = standard(),
+    );
+    let cfg = lab.config(&text);
+    lab.apply(&cfg);
+    let daemon_log = lab.dir.path().join("daemon.log");
+    let mut child = lab
+        .server
+        .cmd(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&daemon_log).unwrap())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let t0 = Instant::now();
+    while !cli(&["status"]).status.success() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not start: {}",
+            std::fs::read_to_string(&daemon_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = cli(&["selftest"]);
+    assert!(
+        st.status.success(),
+        "selftest failed:\n{}{}",
+        stdout(&st),
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = stdout(&st);
+    for step in [
+        "decide",
+        "enforce",
+        "kernel set",
+        "drop rule",
+        "firewall policy",
+        "cleanup",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with("ok") && l.contains(step)),
+            "step {step} missing:\n{out}"
+        );
+    }
+    // A honeyport touch from the attacker: kernel scanner set -> observation -> ban.
+    scan(&lab.attacker, SERVER_A4, [6379]);
+    let banned = lab
+        .server
+        .wait_for(Duration::from_secs(8), |e| e.iter().any(|x| x == ATTACKER4));
+    assert!(
+        banned.is_some(),
+        "scanner not banned: {:?}\n{}",
+        lab.server.all_elements(),
+        std::fs::read_to_string(&daemon_log).unwrap_or_default()
+    );
+    let bans: serde_json::Value = serde_json::from_slice(&cli(&["bans", "--json"]).stdout).unwrap();
+    assert_eq!(bans[0]["jail"], "portscan", "{bans}");
+    // Banned: even the decoy port no longer answers it.
+    assert!(
+        !reaches(&lab.attacker, SERVER_A4, 22),
+        "a banned scanner still reaches the server"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
