@@ -9,6 +9,8 @@ need=()
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ssh >/dev/null || need+=(openssh-client)
+# A real sshd for the firewall and audit tests (started by the tests on their own ports).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v python3 >/dev/null || need+=(python3)
 # fail2ban: its sample sshd logs are read by the matcher tests (never copied into the repo).
 [ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need+=(fail2ban)
@@ -16,7 +18,12 @@ if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Install services without starting them (no sshd on port 22, no fail2ban server).
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
 fi
 # fail2ban's package starts no service here (no systemd), but make sure none is running.
 pkill -x fail2ban-server 2>/dev/null || true
