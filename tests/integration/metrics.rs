@@ -63,3 +63,37 @@ fn metrics_are_served_on_loopback_with_bounded_labels() {
     );
     d.stop();
 }
+
+/// The Grafana dashboard in the repo only queries metric families the daemon really exports.
+#[test]
+fn the_grafana_dashboard_uses_only_exported_families() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/grafana-ravelin.json"
+    ))
+    .unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/daemon/worker.rs"))
+        .unwrap()
+        + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics/mod.rs"))
+            .unwrap();
+    let mut n = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("ravelin_"))
+            {
+                let family = word.trim_end_matches("_bucket");
+                assert!(
+                    src.contains(&format!("\"{family}\"")),
+                    "panel {:?} queries {word}, which is not exported",
+                    p["title"]
+                );
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10, "the dashboard queries too little: {n}");
+}
