@@ -1,0 +1,497 @@
+//! Network: the loaded firewall ruleset and the kernel's table of listening sockets.
+//!
+//! Lynis gives full firewall points for an installed package with an empty ruleset; here the
+//! question is asked of the kernel: `nft -j list ruleset` must hold an input hook chain that
+//! drops by default, for IPv4 and for IPv6 (an `inet` chain covers both), with no rule that
+//! accepts everything. Listening sockets come from `/proc/net/tcp{,6}` under the audit root
+//! (a fixture may carry its own copy); on a live system each socket's inode is mapped to the
+//! owning process through `/proc/*/fd`, so "sshd on a public address" is known, not guessed
+//! from the port.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde_json::Value;
+
+use super::{Group, Meta};
+use crate::audit::sshd_config::SshdConfig;
+use crate::audit::{CheckResult, Ctx, Evidence, Severity, Status, exec};
+
+/// Default-deny inbound.
+pub static DEFAULT_DENY: Meta = Meta {
+    id: "fw.default-deny",
+    title: "Firewall drops inbound traffic by default (IPv4 and IPv6)",
+    severity: Severity::High,
+    remediation: "load an nftables ruleset with an `inet` input chain, `policy drop`, accepting only established traffic, loopback and the needed ports (ravelin's firewall plan)",
+};
+/// Real sshd exposure.
+pub static SSH_EXPOSURE: Meta = Meta {
+    id: "ssh.exposure",
+    title: "Real sshd not on public port 22",
+    severity: Severity::Medium,
+    remediation: "move the real sshd to another port or a private/VPN address (ravelin harden ssh --port N) and leave port 22 to the decoy",
+};
+/// Root-owned public listeners.
+pub static ROOT_LISTENERS: Meta = Meta {
+    id: "net.root-listeners",
+    title: "No root-owned network listeners besides sshd",
+    severity: Severity::Low,
+    remediation: "run network services as dedicated users (User= in the unit, or the daemon's own setting), or bind them to loopback",
+};
+
+/// Firewall group.
+pub const FIREWALL: Group = Group {
+    name: "firewall",
+    checks: &[&DEFAULT_DENY],
+    run: firewall,
+};
+
+/// Socket group.
+pub const SOCKETS: Group = Group {
+    name: "sockets",
+    checks: &[&SSH_EXPOSURE, &ROOT_LISTENERS],
+    run: sockets,
+};
+
+fn firewall(ctx: &Ctx) -> Vec<CheckResult> {
+    if !ctx.live {
+        return vec![
+            DEFAULT_DENY
+                .na("the loaded ruleset exists only in a running kernel (not under --root)"),
+        ];
+    }
+    let nft = exec::find_program(&ctx.root, "nft")
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/nft"));
+    let args = ["-j", "list", "ruleset"];
+    let shown = exec::display(&nft, &args);
+    match exec::run(&nft, &args, ctx.timeout) {
+        Ok(o) if o.success() => vec![evaluate_ruleset(&o.stdout, &shown)],
+        Ok(o) => vec![DEFAULT_DENY.result(
+            Status::Error,
+            format!("`{shown}` failed: {}", o.stderr.trim()),
+            vec![],
+        )],
+        Err(exec::ExecError::NotFound(_)) => vec![DEFAULT_DENY.result(
+            Status::Fail,
+            "nft is not installed: no nftables ruleset can be loaded",
+            vec![Evidence::new(shown, "not found")],
+        )],
+        Err(e) => vec![DEFAULT_DENY.result(Status::Error, e.to_string(), vec![])],
+    }
+}
+
+/// Judges an `nft -j list ruleset` document (pure; table-tested on fixture JSON).
+pub fn evaluate_ruleset(json: &str, source: &str) -> CheckResult {
+    let doc: Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => {
+            return DEFAULT_DENY.result(
+                Status::Error,
+                format!("could not parse the ruleset JSON: {e}"),
+                vec![],
+            );
+        }
+    };
+    let items = doc["nftables"].as_array().cloned().unwrap_or_default();
+    let mut chains: Vec<(String, String, String, String)> = Vec::new(); // family, table, name, policy
+    let mut rules: HashMap<(String, String, String), Vec<Value>> = HashMap::new();
+    for it in &items {
+        if let Some(c) = it.get("chain") {
+            if c["hook"].as_str() == Some("input") && c["type"].as_str() == Some("filter") {
+                chains.push((
+                    c["family"].as_str().unwrap_or_default().into(),
+                    c["table"].as_str().unwrap_or_default().into(),
+                    c["name"].as_str().unwrap_or_default().into(),
+                    c["policy"].as_str().unwrap_or("accept").into(),
+                ));
+            }
+        } else if let Some(r) = it.get("rule") {
+            let key = (
+                r["family"].as_str().unwrap_or_default().to_string(),
+                r["table"].as_str().unwrap_or_default().to_string(),
+                r["chain"].as_str().unwrap_or_default().to_string(),
+            );
+            let expr = r["expr"].as_array().cloned().unwrap_or_default();
+            rules.entry(key).or_default().push(Value::Array(expr));
+        }
+    }
+    let tables = items.iter().filter(|i| i.get("table").is_some()).count();
+    if chains.is_empty() {
+        let why = if tables == 0 {
+            "the ruleset is empty: every port is open to the internet".to_string()
+        } else {
+            format!(
+                "{tables} tables loaded but no input hook chain: inbound traffic is not filtered"
+            )
+        };
+        return DEFAULT_DENY.result(
+            Status::Fail,
+            why,
+            vec![Evidence::new(
+                source,
+                format!("{tables} tables, 0 input chains"),
+            )],
+        );
+    }
+    let mut v4 = false;
+    let mut v6 = false;
+    let mut ev = Vec::new();
+    let mut open_all = Vec::new();
+    for (fam, table, name, policy) in &chains {
+        let rs = rules
+            .get(&(fam.clone(), table.clone(), name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let ends_in_drop = rs.last().is_some_and(|r| {
+            let a = r.as_array().cloned().unwrap_or_default();
+            !a.iter().any(|e| e.get("match").is_some())
+                && a.iter()
+                    .any(|e| e.get("drop").is_some() || e.get("reject").is_some())
+        });
+        let denies = policy == "drop" || ends_in_drop;
+        let mut ports = Vec::new();
+        for r in &rs {
+            let a = r.as_array().cloned().unwrap_or_default();
+            let accepts = a.iter().any(|e| e.get("accept").is_some());
+            let matches: Vec<&Value> = a.iter().filter_map(|e| e.get("match")).collect();
+            if accepts && matches.is_empty() {
+                open_all.push(format!("{fam} {table} {name}"));
+            }
+            if accepts {
+                for m in matches {
+                    if m["left"]["payload"]["field"].as_str() == Some("dport") {
+                        let proto = m["left"]["payload"]["protocol"].as_str().unwrap_or("?");
+                        ports.push(format!("{proto}/{}", port_text(&m["right"])));
+                    }
+                }
+            }
+        }
+        if denies {
+            match fam.as_str() {
+                "inet" => {
+                    v4 = true;
+                    v6 = true;
+                }
+                "ip" => v4 = true,
+                "ip6" => v6 = true,
+                _ => {}
+            }
+        }
+        ev.push(Evidence::new(
+            source,
+            format!(
+                "chain {fam} {table} {name}: hook input, policy {policy}{}; accepts {}",
+                if ends_in_drop { ", ends in drop" } else { "" },
+                if ports.is_empty() {
+                    "no ports".to_string()
+                } else {
+                    ports.join(" ")
+                }
+            ),
+        ));
+    }
+    let (status, reason) = if !open_all.is_empty() {
+        (
+            Status::Fail,
+            format!(
+                "an input chain accepts all traffic with no condition ({})",
+                open_all.join(", ")
+            ),
+        )
+    } else if v4 && v6 {
+        (
+            Status::Pass,
+            "inbound traffic is dropped by default for IPv4 and IPv6".to_string(),
+        )
+    } else if v4 {
+        (
+            Status::Fail,
+            "IPv4 is default-deny but IPv6 is not filtered by default".into(),
+        )
+    } else if v6 {
+        (
+            Status::Fail,
+            "IPv6 is default-deny but IPv4 is not filtered by default".into(),
+        )
+    } else {
+        (
+            Status::Fail,
+            "input chains exist but accept by default (policy accept, no final drop)".into(),
+        )
+    };
+    DEFAULT_DENY.result(status, reason, ev)
+}
+
+fn port_text(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Object(o) => {
+            if let Some(s) = o.get("set").and_then(Value::as_array) {
+                s.iter().map(port_text).collect::<Vec<_>>().join(",")
+            } else if let Some(r) = o.get("range").and_then(Value::as_array) {
+                r.iter().map(port_text).collect::<Vec<_>>().join("-")
+            } else {
+                v.to_string()
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// A listening TCP socket from `/proc/net/tcp{,6}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Local address.
+    pub addr: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// Owner uid.
+    pub uid: u32,
+    /// Socket inode.
+    pub inode: u64,
+}
+
+/// Parses a `/proc/net/tcp` or `tcp6` table, keeping sockets in LISTEN state.
+pub fn parse_proc_tcp(text: &str) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 10 || f[3] != "0A" {
+            continue;
+        }
+        let Some((a, p)) = f[1].split_once(':') else {
+            continue;
+        };
+        let (Some(addr), Ok(port)) = (hex_addr(a), u16::from_str_radix(p, 16)) else {
+            continue;
+        };
+        out.push(Listener {
+            addr,
+            port,
+            uid: f[7].parse().unwrap_or(u32::MAX),
+            inode: f[9].parse().unwrap_or(0),
+        });
+    }
+    out
+}
+
+fn hex_addr(h: &str) -> Option<IpAddr> {
+    // The kernel prints each 32-bit word in host byte order (little-endian here).
+    let word = |s: &str| u32::from_str_radix(s, 16).ok().map(|w| w.to_le_bytes());
+    match h.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(word(h)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(&h[i * 8..i * 8 + 8])?);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// True for addresses reachable from the internet (unspecified = every interface).
+pub fn is_public(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            !(v.is_loopback()
+                || v.is_private()
+                || v.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v) => {
+            if let Some(m) = v.to_ipv4_mapped() {
+                return is_public(&IpAddr::V4(m));
+            }
+            let s = v.segments();
+            !(v.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Socket inode -> process name, from `/proc/*/fd` (live systems, root).
+fn socket_owners() -> HashMap<u64, String> {
+    let mut m = HashMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return m;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_link(fd.path()) {
+                let t = t.to_string_lossy();
+                if let Some(n) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                    if let Ok(ino) = n.parse() {
+                        m.entry(ino).or_insert_with(|| comm.clone());
+                    }
+                }
+            }
+        }
+    }
+    m
+}
+
+fn sockets(ctx: &Ctx) -> Vec<CheckResult> {
+    let mut listeners = Vec::new();
+    let mut read = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(t) = std::fs::read_to_string(ctx.path(f)) {
+            listeners.extend(parse_proc_tcp(&t));
+            read.push(ctx.path(f).display().to_string());
+        }
+    }
+    if read.is_empty() {
+        let why = if ctx.live {
+            "could not read /proc/net/tcp"
+        } else {
+            "no proc/net/tcp under the audit root (the socket table exists only on a live system)"
+        };
+        return vec![SSH_EXPOSURE.na(why), ROOT_LISTENERS.na(why)];
+    }
+    let owners = if ctx.live {
+        socket_owners()
+    } else {
+        HashMap::new()
+    };
+    let mut ssh_ports: Vec<u16> = SshdConfig::load(&ctx.root, &ctx.sshd_config)
+        .map(|c| {
+            c.global_all("port")
+                .iter()
+                .filter_map(|d| d.value.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ssh_ports.is_empty() {
+        ssh_ports.push(22);
+    }
+    let is_sshd = |l: &Listener| match owners.get(&l.inode) {
+        Some(c) => c == "sshd",
+        None => ssh_ports.contains(&l.port),
+    };
+    let src = read.join(" + ");
+    let show = |l: &Listener| {
+        let who = owners
+            .get(&l.inode)
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        match l.addr {
+            IpAddr::V6(a) => format!("[{a}]:{} uid={}{who}", l.port, l.uid),
+            IpAddr::V4(a) => format!("{a}:{} uid={}{who}", l.port, l.uid),
+        }
+    };
+    let sshd: Vec<&Listener> = listeners.iter().filter(|l| is_sshd(l)).collect();
+    let public22: Vec<&Listener> = sshd
+        .iter()
+        .copied()
+        .filter(|l| l.port == 22 && is_public(&l.addr))
+        .collect();
+    let ev: Vec<Evidence> = sshd.iter().map(|l| Evidence::new(&src, show(l))).collect();
+    let exposure = if sshd.is_empty() {
+        SSH_EXPOSURE.result(
+            Status::Pass,
+            "no sshd listening socket found",
+            vec![Evidence::new(
+                &src,
+                format!("{} listening sockets, none sshd's", listeners.len()),
+            )],
+        )
+    } else if !public22.is_empty() {
+        SSH_EXPOSURE.result(
+            Status::Warn,
+            format!(
+                "the real sshd listens on public port 22 ({}): scanners reach it and a decoy cannot take the port",
+                public22.iter().map(|l| show(l)).collect::<Vec<_>>().join(", ")
+            ),
+            ev,
+        )
+    } else {
+        SSH_EXPOSURE.result(
+            Status::Pass,
+            "sshd listens only on a non-standard port or private addresses",
+            ev,
+        )
+    };
+    let root_pub: Vec<&Listener> = listeners
+        .iter()
+        .filter(|l| l.uid == 0 && is_public(&l.addr) && !is_sshd(l))
+        .collect();
+    let root = if root_pub.is_empty() {
+        ROOT_LISTENERS.result(
+            Status::Pass,
+            "no root-owned listener on a public address besides sshd",
+            vec![Evidence::new(
+                &src,
+                format!("{} listening sockets", listeners.len()),
+            )],
+        )
+    } else {
+        ROOT_LISTENERS.result(
+            Status::Warn,
+            format!(
+                "{} root-owned listener(s) on public addresses",
+                root_pub.len()
+            ),
+            root_pub
+                .iter()
+                .map(|l| Evidence::new(&src, show(l)))
+                .collect(),
+        )
+    };
+    vec![exposure, root]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_rows_decode() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0 100 0 0 10 0\n   1: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101        0 99 1 0\n   2: 0100007F:0CEB 0100007F:0016 01 00000000:00000000 00:00000000 00000000   101        0 98 1 0\n";
+        let l = parse_proc_tcp(t);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].addr.to_string(), l[0].port, l[0].uid),
+            ("0.0.0.0".into(), 22, 0)
+        );
+        assert_eq!(
+            (l[1].addr.to_string(), l[1].port, l[1].uid),
+            ("127.0.0.1".into(), 3306, 101)
+        );
+        let t6 = "sl\n 0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 55 1\n";
+        let l6 = parse_proc_tcp(t6);
+        assert_eq!(l6[0].addr.to_string(), "::1");
+    }
+
+    #[test]
+    fn public_addresses() {
+        for (a, want) in [
+            ("0.0.0.0", true),
+            ("203.0.113.5", true),
+            ("127.0.0.1", false),
+            ("10.0.0.1", false),
+            ("100.64.1.1", false),
+            ("::", true),
+            ("::1", false),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("2001:db8::1", true),
+        ] {
+            assert_eq!(is_public(&a.parse().unwrap()), want, "{a}");
+        }
+    }
+}
