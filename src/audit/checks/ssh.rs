@@ -164,13 +164,14 @@ impl Sources {
     pub fn gather(ctx: &Ctx) -> Self {
         let main = ctx.sshd_config.display().to_string();
         let mut notes = Vec::new();
+        let mut missing = None;
         let parsed = match SshdConfig::load(&ctx.root, &ctx.sshd_config) {
             Ok(c) => {
                 notes.extend(c.problems.iter().cloned());
                 Some(c)
             }
             Err(e) => {
-                notes.push(format!("could not read {e}"));
+                missing = Some(e);
                 None
             }
         };
@@ -186,8 +187,9 @@ impl Sources {
                     ctx.sshd.display()
                 ));
             }
-        } else {
-            notes.push("not a live system: `sshd -T` not run, files read only".into());
+        }
+        if let (Some(e), false) = (&missing, live.is_empty()) {
+            notes.push(format!("could not read {e}"));
         }
         Sources {
             parsed,
@@ -206,11 +208,10 @@ fn run(ctx: &Ctx) -> Vec<CheckResult> {
 /// Applies every SSH check to gathered sources (pure; unit-tested on fixtures).
 pub fn evaluate(src: &Sources) -> Vec<CheckResult> {
     if src.parsed.is_none() && src.live.is_empty() {
-        let why = format!(
-            "no readable sshd configuration at {} ({})",
-            src.main,
-            src.notes.join("; ")
-        );
+        let mut why = format!("no sshd configuration at {} (sshd not installed)", src.main);
+        if !src.notes.is_empty() {
+            why = format!("{why}; {}", src.notes.join("; "));
+        }
         return GROUP.checks.iter().map(|m| m.na(why.clone())).collect();
     }
     let yes_bad = |v: &str| {
@@ -409,10 +410,12 @@ fn items(
             Some(l) => format!("globally, set at {l}"),
             None => "globally, by default (not set)".into(),
         };
-        let mut ev = Evidence::new(
-            format!("read {} and its includes", src.main),
-            format!("{label} {value}"),
-        );
+        let shown = if loc.is_some() {
+            format!("{label} {value}")
+        } else {
+            format!("{label} {value} (not set: sshd's built-in default)")
+        };
+        let mut ev = Evidence::new(format!("read {} and its includes", src.main), shown);
         if let Some(l) = loc {
             ev = ev.at(l);
         }
