@@ -47,9 +47,20 @@ impl Report {
 /// Runs every group whose ids start with `only` (all when `None`), applies `waivers` as of
 /// `today`, and returns the report.
 pub fn run(ctx: &Ctx, waivers: &[waiver::Waiver], today: NaiveDate, only: Option<&str>) -> Report {
+    run_groups(GROUPS, ctx, waivers, today, only)
+}
+
+/// [`run`] over a given set of groups (tests inject slow or failing ones).
+pub fn run_groups(
+    all: &'static [Group],
+    ctx: &Ctx,
+    waivers: &[waiver::Waiver],
+    today: NaiveDate,
+    only: Option<&str>,
+) -> Report {
     let start = Instant::now();
     let wanted = |id: &str| only.is_none_or(|p| id.starts_with(p));
-    let groups: Vec<&'static Group> = GROUPS
+    let groups: Vec<&'static Group> = all
         .iter()
         .filter(|g| g.checks.iter().any(|m| wanted(m.id)))
         .collect();
@@ -106,5 +117,70 @@ pub fn run(ctx: &Ctx, waivers: &[waiver::Waiver], today: NaiveDate, only: Option
         live: ctx.live,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::checks::Meta;
+
+    static FAST: Meta = Meta {
+        id: "t.fast",
+        title: "fast",
+        severity: Severity::Low,
+        remediation: "none",
+    };
+    static SLOW: Meta = Meta {
+        id: "t.slow",
+        title: "slow",
+        severity: Severity::High,
+        remediation: "none",
+    };
+    static SILENT: Meta = Meta {
+        id: "t.silent",
+        title: "forgets to answer",
+        severity: Severity::Low,
+        remediation: "none",
+    };
+    static GROUPS: &[Group] = &[
+        Group {
+            name: "fast",
+            checks: &[&FAST, &SILENT],
+            run: |_| vec![FAST.result(Status::Fail, "bad", vec![])],
+        },
+        Group {
+            name: "slow",
+            checks: &[&SLOW],
+            run: |_| {
+                std::thread::sleep(Duration::from_secs(5));
+                vec![SLOW.result(Status::Pass, "late", vec![])]
+            },
+        },
+    ];
+
+    #[test]
+    fn a_hung_check_becomes_could_not_evaluate_at_the_deadline() {
+        let ctx = Ctx::rooted(
+            std::path::Path::new("/nonexistent"),
+            Duration::from_millis(200),
+        );
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        let t = Instant::now();
+        let r = run_groups(GROUPS, &ctx, &[], today, None);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let status: Vec<(&str, Status)> = r.results.iter().map(|c| (c.id, c.status)).collect();
+        assert_eq!(
+            status,
+            [
+                ("t.fast", Status::Fail),
+                ("t.silent", Status::Error),
+                ("t.slow", Status::Error),
+            ]
+        );
+        assert!(r.results[2].reason.contains("did not finish"));
+        assert!(r.fails_at(Severity::Low) && !r.fails_at(Severity::Medium));
+        let only = run_groups(GROUPS, &ctx, &[], today, Some("t.fast"));
+        assert_eq!(only.results.len(), 1);
     }
 }

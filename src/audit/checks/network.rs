@@ -477,6 +477,84 @@ mod tests {
         assert_eq!(l6[0].addr.to_string(), "::1");
     }
 
+    fn ruleset(objects: &str) -> String {
+        format!(r#"{{"nftables": [{{"metainfo": {{"json_schema_version": 1}}}}{objects}]}}"#)
+    }
+
+    fn chain(family: &str, policy: &str) -> String {
+        format!(
+            r#", {{"table": {{"family": "{family}", "name": "f"}}}}, {{"chain": {{"family": "{family}", "table": "f", "name": "input", "type": "filter", "hook": "input", "prio": 0, "policy": "{policy}"}}}}"#
+        )
+    }
+
+    fn rule(family: &str, expr: &str) -> String {
+        format!(
+            r#", {{"rule": {{"family": "{family}", "table": "f", "chain": "input", "expr": [{expr}]}}}}"#
+        )
+    }
+
+    #[test]
+    fn rulesets_are_judged_by_their_effect() {
+        let ssh = r#"{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}, {"accept": null}"#;
+        let cases = [
+            (ruleset(""), Status::Fail, "empty"),
+            (
+                ruleset(r#", {"table": {"family": "inet", "name": "x"}}"#),
+                Status::Fail,
+                "no input hook chain",
+            ),
+            (
+                ruleset(&chain("inet", "accept")),
+                Status::Fail,
+                "accept by default",
+            ),
+            (
+                ruleset(&chain("ip", "drop")),
+                Status::Fail,
+                "IPv6 is not filtered",
+            ),
+            (
+                ruleset(&format!("{}{}", chain("ip", "drop"), chain("ip6", "drop"))),
+                Status::Pass,
+                "IPv4 and IPv6",
+            ),
+            (
+                ruleset(&format!("{}{}", chain("inet", "drop"), rule("inet", ssh))),
+                Status::Pass,
+                "",
+            ),
+            (
+                ruleset(&format!(
+                    "{}{}",
+                    chain("inet", "accept"),
+                    rule("inet", r#"{"counter": null}, {"drop": null}"#)
+                )),
+                Status::Pass,
+                "",
+            ),
+            (
+                ruleset(&format!(
+                    "{}{}",
+                    chain("inet", "drop"),
+                    rule("inet", r#"{"accept": null}"#)
+                )),
+                Status::Fail,
+                "accepts all traffic",
+            ),
+            ("not json".to_string(), Status::Error, "could not parse"),
+        ];
+        for (json, status, why) in cases {
+            let r = evaluate_ruleset(&json, "nft -j list ruleset");
+            assert_eq!(r.status, status, "{json}: {}", r.reason);
+            assert!(r.reason.contains(why), "{json}: {}", r.reason);
+        }
+        let r = evaluate_ruleset(
+            &ruleset(&format!("{}{}", chain("inet", "drop"), rule("inet", ssh))),
+            "nft",
+        );
+        assert!(r.evidence[0].value.as_deref().unwrap().contains("tcp/22"));
+    }
+
     #[test]
     fn public_addresses() {
         for (a, want) in [

@@ -352,3 +352,31 @@ fn shadow(ctx: &Ctx) -> CheckResult {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loaded_audit_rules_must_cover_every_watch() {
+        let all = "-w /etc/passwd -p wa -k identity\n-w /etc/shadow -p wa -k identity\n-a always,exit -F arch=b64 -S openat -F path=/etc/ssh/sshd_config -F perm=wa\n-w /usr/bin -p wa -k binaries\n";
+        let cases = [
+            (all, Status::Pass, ""),
+            (
+                "No rules\n",
+                Status::Fail,
+                "/etc/passwd, /etc/shadow, /etc/ssh/sshd_config, /usr/bin",
+            ),
+            (
+                "-w /etc/passwd -p wa\n-w /etc/shadow2 -p wa\n",
+                Status::Fail,
+                "/etc/shadow,",
+            ),
+        ];
+        for (out, status, missing) in cases {
+            let r = judge_audit_rules(out, "auditctl -l");
+            assert_eq!(r.status, status, "{out}");
+            assert!(r.reason.contains(missing), "{}", r.reason);
+        }
+    }
+}
