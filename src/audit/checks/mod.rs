@@ -67,6 +67,7 @@ pub static GROUPS: &[Group] = &[
     ssh::GROUP,
     network::FIREWALL,
     network::SOCKETS,
+    network::IDS,
     system::UPDATES,
     system::AUDITD,
     system::ACCOUNTS,
@@ -90,4 +91,34 @@ pub fn mode_string(md: &std::fs::Metadata) -> String {
         md.uid(),
         md.gid()
     )
+}
+
+/// Names (`comm`) and argument vectors of running processes, from `/proc` (live only).
+pub fn processes() -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((comm, argv));
+    }
+    out
 }

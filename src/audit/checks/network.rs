@@ -39,12 +39,169 @@ pub static ROOT_LISTENERS: Meta = Meta {
     remediation: "run network services as dedicated users (User= in the unit, or the daemon's own setting), or bind them to loopback",
 };
 
-/// Firewall group.
+/// A ban layer that is running and wired into the firewall.
+pub static BAN_LAYER: Meta = Meta {
+    id: "ban.layer",
+    title: "A ban daemon runs and its ban set is referenced by a drop rule",
+    severity: Severity::Medium,
+    remediation: "run `ravelin run` (or fail2ban) as a service, and check that its nftables set is matched by a drop rule in an input hook chain",
+};
+/// An intrusion detection system running.
+pub static IDS_RUNNING: Meta = Meta {
+    id: "ids.running",
+    title: "A network IDS is running",
+    severity: Severity::Low,
+    remediation: "apt-get install suricata and run it on the public interface (or an equivalent IDS), with its alerts routed to the operations channel",
+};
+
+/// Firewall group (one `nft -j list ruleset` feeds both checks).
 pub const FIREWALL: Group = Group {
     name: "firewall",
-    checks: &[&DEFAULT_DENY],
+    checks: &[&DEFAULT_DENY, &BAN_LAYER],
     run: firewall,
 };
+
+/// IDS group.
+pub const IDS: Group = Group {
+    name: "ids",
+    checks: &[&IDS_RUNNING],
+    run: ids,
+};
+
+/// Ban daemons recognised by process name, and what to call them.
+const BAN_DAEMONS: &[(&str, &str)] = &[
+    ("ravelin", "ravelin"),
+    ("fail2ban-server", "fail2ban"),
+    ("crowdsec", "crowdsec"),
+    ("sshguard", "sshguard"),
+];
+/// IDS daemons recognised by process name.
+const IDS_DAEMONS: &[&str] = &[
+    "Suricata-Main",
+    "suricata",
+    "snort",
+    "zeek",
+    "wazuh-analysisd",
+    "ossec-analysisd",
+];
+
+fn ban_daemons() -> Vec<String> {
+    let mut found = Vec::new();
+    for (comm, argv) in super::processes() {
+        for (name, shown) in BAN_DAEMONS {
+            // `ravelin` counts only as the daemon (`ravelin run`), not as this audit.
+            let is = comm == *name && (*name != "ravelin" || argv.iter().any(|a| a == "run"));
+            if is && !found.iter().any(|f| f == shown) {
+                found.push((*shown).to_string());
+            }
+        }
+    }
+    found
+}
+
+fn ids(ctx: &Ctx) -> Vec<CheckResult> {
+    if !ctx.live {
+        return vec![
+            IDS_RUNNING.na("running processes exist only on a live system (not under --root)"),
+        ];
+    }
+    let running: Vec<String> = super::processes()
+        .into_iter()
+        .filter(|(c, _)| IDS_DAEMONS.contains(&c.as_str()))
+        .map(|(c, _)| c)
+        .collect();
+    if let Some(p) = running.first() {
+        return vec![IDS_RUNNING.result(
+            Status::Pass,
+            format!("{p} is running"),
+            vec![Evidence::new("read /proc/*/comm", p.clone())],
+        )];
+    }
+    let installed: Vec<String> = ["suricata", "snort", "zeek"]
+        .iter()
+        .filter_map(|n| exec::find_program(&ctx.root, n))
+        .map(|p| p.display().to_string())
+        .collect();
+    let reason = if installed.is_empty() {
+        "no IDS installed (suricata, snort, zeek)".to_string()
+    } else {
+        format!("installed but not running: {}", installed.join(", "))
+    };
+    vec![IDS_RUNNING.result(
+        Status::Fail,
+        reason,
+        vec![Evidence::new("read /proc/*/comm", "no IDS process")],
+    )]
+}
+
+/// Judges the ban layer: a daemon runs, and some set is matched by a drop/reject rule
+/// (pure; `daemons` are the ban daemons found running).
+pub fn judge_ban_layer(json: &str, source: &str, daemons: &[String]) -> CheckResult {
+    let doc: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    let items = doc["nftables"].as_array().cloned().unwrap_or_default();
+    let mut wired = Vec::new();
+    for it in &items {
+        let Some(r) = it.get("rule") else { continue };
+        let expr = r["expr"].as_array().cloned().unwrap_or_default();
+        let drops = expr
+            .iter()
+            .any(|e| e.get("drop").is_some() || e.get("reject").is_some());
+        for e in &expr {
+            if let Some(set) = e["match"]["right"]
+                .as_str()
+                .and_then(|x| x.strip_prefix('@'))
+            {
+                if drops {
+                    let elems = items
+                        .iter()
+                        .filter_map(|i| i.get("set"))
+                        .find(|x| x["name"].as_str() == Some(set) && x["table"] == r["table"])
+                        .and_then(|x| x["elem"].as_array().map(Vec::len))
+                        .unwrap_or(0);
+                    wired.push(format!(
+                        "{} {} {}: drop from @{set} ({elems} elements)",
+                        r["family"].as_str().unwrap_or("?"),
+                        r["table"].as_str().unwrap_or("?"),
+                        r["chain"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    let mut ev: Vec<Evidence> = wired
+        .iter()
+        .map(|w| Evidence::new(source, w.clone()))
+        .collect();
+    ev.push(Evidence::new(
+        "read /proc/*/comm",
+        if daemons.is_empty() {
+            "no ban daemon running".to_string()
+        } else {
+            format!("running: {}", daemons.join(", "))
+        },
+    ));
+    let (status, reason) = match (daemons.is_empty(), wired.is_empty()) {
+        (true, _) => (
+            Status::Fail,
+            "no ban daemon is running (ravelin, fail2ban, crowdsec, sshguard)".to_string(),
+        ),
+        (false, true) => (
+            Status::Fail,
+            format!(
+                "{} runs but no drop rule references a ban set: its bans would not apply",
+                daemons.join(", ")
+            ),
+        ),
+        (false, false) => (
+            Status::Pass,
+            format!(
+                "{} runs and its ban set is matched by a drop rule",
+                daemons.join(", ")
+            ),
+        ),
+    };
+    BAN_LAYER.result(status, reason, ev)
+}
 
 /// Socket group.
 pub const SOCKETS: Group = Group {
@@ -55,28 +212,38 @@ pub const SOCKETS: Group = Group {
 
 fn firewall(ctx: &Ctx) -> Vec<CheckResult> {
     if !ctx.live {
-        return vec![
-            DEFAULT_DENY
-                .na("the loaded ruleset exists only in a running kernel (not under --root)"),
-        ];
+        let why = "the loaded ruleset exists only in a running kernel (not under --root)";
+        return vec![DEFAULT_DENY.na(why), BAN_LAYER.na(why)];
     }
     let nft = exec::find_program(&ctx.root, "nft")
         .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/nft"));
     let args = ["-j", "list", "ruleset"];
     let shown = exec::display(&nft, &args);
+    let daemons = ban_daemons();
     match exec::run(&nft, &args, ctx.timeout) {
-        Ok(o) if o.success() => vec![evaluate_ruleset(&o.stdout, &shown)],
-        Ok(o) => vec![DEFAULT_DENY.result(
-            Status::Error,
-            format!("`{shown}` failed: {}", o.stderr.trim()),
-            vec![],
-        )],
-        Err(exec::ExecError::NotFound(_)) => vec![DEFAULT_DENY.result(
-            Status::Fail,
-            "nft is not installed: no nftables ruleset can be loaded",
-            vec![Evidence::new(shown, "not found")],
-        )],
-        Err(e) => vec![DEFAULT_DENY.result(Status::Error, e.to_string(), vec![])],
+        Ok(o) if o.success() => vec![
+            evaluate_ruleset(&o.stdout, &shown),
+            judge_ban_layer(&o.stdout, &shown, &daemons),
+        ],
+        Ok(o) => {
+            let why = format!("`{shown}` failed: {}", o.stderr.trim());
+            vec![
+                DEFAULT_DENY.result(Status::Error, why.clone(), vec![]),
+                BAN_LAYER.result(Status::Error, why, vec![]),
+            ]
+        }
+        Err(exec::ExecError::NotFound(_)) => vec![
+            DEFAULT_DENY.result(
+                Status::Fail,
+                "nft is not installed: no nftables ruleset can be loaded",
+                vec![Evidence::new(shown.clone(), "not found")],
+            ),
+            judge_ban_layer("{}", &shown, &daemons),
+        ],
+        Err(e) => vec![
+            DEFAULT_DENY.result(Status::Error, e.to_string(), vec![]),
+            BAN_LAYER.result(Status::Error, e.to_string(), vec![]),
+        ],
     }
 }
 
@@ -553,6 +720,48 @@ mod tests {
             "nft",
         );
         assert!(r.evidence[0].value.as_deref().unwrap().contains("tcp/22"));
+    }
+
+    #[test]
+    fn a_ban_layer_must_run_and_be_wired_to_a_drop_rule() {
+        let set = r#", {"set": {"family": "inet", "table": "ravelin", "name": "ban4", "type": "ipv4_addr", "elem": ["203.0.113.7", "198.51.100.1"]}}"#;
+        let drop = r#", {"rule": {"family": "inet", "table": "ravelin", "chain": "input", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@ban4"}}, {"drop": null}]}}"#;
+        let count = r#", {"rule": {"family": "inet", "table": "ravelin", "chain": "input", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@ban4"}}, {"counter": null}]}}"#;
+        let ravelin = vec!["ravelin".to_string()];
+        let cases = [
+            (
+                ruleset(&format!("{set}{drop}")),
+                ravelin.clone(),
+                Status::Pass,
+                "2 elements",
+            ),
+            (
+                ruleset(&format!("{set}{count}")),
+                ravelin.clone(),
+                Status::Fail,
+                "would not apply",
+            ),
+            (
+                ruleset(""),
+                ravelin.clone(),
+                Status::Fail,
+                "would not apply",
+            ),
+            (
+                ruleset(&format!("{set}{drop}")),
+                vec![],
+                Status::Fail,
+                "no ban daemon",
+            ),
+        ];
+        for (json, daemons, status, why) in cases {
+            let r = judge_ban_layer(&json, "nft", &daemons);
+            assert_eq!(r.status, status, "{json}");
+            assert!(
+                format!("{} {:?}", r.reason, r.evidence).contains(why),
+                "{why}: {r:?}"
+            );
+        }
     }
 
     #[test]
