@@ -62,7 +62,7 @@ for x in r["results"]:
 PY
 )
 hardening=$(grep -m1 '^hardening_index=' "$WORK/lynis-report.dat" 2>/dev/null | cut -d= -f2 || true)
-lynis_tests=$(grep -c '^tests_executed' "$WORK/lynis-report.dat" 2>/dev/null || true)
+lynis_tests=$(grep -m1 '^tests_executed=' "$WORK/lynis-report.dat" 2>/dev/null | cut -d= -f2 | tr '|' '\n' | grep -c . || true)
 lynis_fw=$(grep -E 'FIRE-45|firewall' "$WORK/lynis.log" 2>/dev/null | grep -iE 'result|found|empty' | head -3 | sed 's/^[^]]*] *//' || true)
 lynis_ssh=$(grep -iE 'PasswordAuthentication' "$WORK/lynis.log" 2>/dev/null | head -2 | sed 's/^[^]]*] *//' || true)
 
@@ -81,7 +81,7 @@ Ratio: Lynis takes **$(awk "BEGIN{printf \"%.0f\", $lyn / $rav}")x** the time of
 
 ravelin: $summary
 
-Lynis: hardening index ${hardening:-?}${lynis_tests:+, report lines tests_executed: $lynis_tests}.
+Lynis: hardening index ${hardening:-?}, ${lynis_tests:-?} tests executed.
 Lynis log lines on the firewall: ${lynis_fw:-(none)}
 Lynis log lines on PasswordAuthentication: ${lynis_ssh:-(none)}
 MD

@@ -248,11 +248,18 @@ fn ssh(a: &SshArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             problems.join("; ")
         );
     }
-    writeln!(
-        out,
-        "lockout guard: key login possible for {}",
-        ok_users.join(", ")
-    )?;
+    if ok_users.is_empty() {
+        writeln!(
+            out,
+            "lockout guard: keys come from AuthorizedKeysCommand, which cannot be checked from here: test a login before reloading"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "lockout guard: key login possible for {}",
+            ok_users.join(", ")
+        )?;
+    }
     for p in &problems {
         writeln!(out, "note: {p}")?;
     }
