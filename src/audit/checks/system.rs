@@ -138,24 +138,89 @@ fn updates(ctx: &Ctx) -> Vec<CheckResult> {
     if !security {
         problems.push("no -security origin in Unattended-Upgrade::Origins-Pattern".into());
     }
+    // Something must run it: the systemd timer (enabled = a link in timers.target.wants) or,
+    // without systemd, the cron.daily job.
+    let triggers = [
+        "/etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer",
+        "/etc/cron.daily/apt-compat",
+    ];
+    let trigger = triggers
+        .iter()
+        .find(|t| std::fs::symlink_metadata(ctx.path(t)).is_ok());
+    match trigger {
+        Some(t) => ev.push(Evidence::new(format!("stat {t}"), "present")),
+        None => problems.push(
+            "neither the apt-daily-upgrade timer nor /etc/cron.daily/apt-compat is enabled: nothing runs it"
+                .into(),
+        ),
+    }
+    let mut warnings = Vec::new();
+    // The stamp's age only means something on the live system (a fixture's mtime is the
+    // checkout time).
     let stamp = ctx.path("/var/lib/apt/periodic/unattended-upgrades-stamp");
-    if let Ok(md) = std::fs::metadata(&stamp) {
-        if let Ok(age) = md.modified().map(|m| m.elapsed().unwrap_or_default()) {
-            ev.push(Evidence::new(
-                format!("stat {}", stamp.display()),
-                format!("last run {} h ago", age.as_secs() / 3600),
-            ));
+    if ctx.live && problems.is_empty() {
+        match std::fs::metadata(&stamp).and_then(|m| m.modified()) {
+            Ok(m) => {
+                let hours = m.elapsed().unwrap_or_default().as_secs() / 3600;
+                ev.push(Evidence::new(
+                    format!("stat {}", stamp.display()),
+                    format!("last run {hours} h ago"),
+                ));
+                if hours > 72 {
+                    warnings.push(format!("last run {hours} h ago"));
+                }
+            }
+            Err(_) => warnings.push("it has never run (no stamp)".to_string()),
         }
     }
-    vec![if problems.is_empty() {
+    let log = ctx.path("/var/log/unattended-upgrades/unattended-upgrades.log");
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        if let Some((line, bad)) = last_run_outcome(&text) {
+            let shown = "/var/log/unattended-upgrades/unattended-upgrades.log";
+            ev.push(
+                Evidence::new(
+                    format!("read {}", log.display()),
+                    if bad {
+                        "last run reported an error"
+                    } else {
+                        "last run without error"
+                    },
+                )
+                .at(format!("{shown}:{line}")),
+            );
+            if bad {
+                warnings.push(format!("the last run reported an error ({shown}:{line})"));
+            }
+        }
+    }
+    vec![if !problems.is_empty() {
+        UNATTENDED.result(Status::Fail, problems.join("; "), ev)
+    } else if !warnings.is_empty() {
         UNATTENDED.result(
-            Status::Pass,
-            "unattended-upgrades is installed, enabled and allowed the security origin",
+            Status::Warn,
+            format!("enabled, but {}", warnings.join("; ")),
             ev,
         )
     } else {
-        UNATTENDED.result(Status::Fail, problems.join("; "), ev)
+        UNATTENDED.result(
+            Status::Pass,
+            "unattended-upgrades is installed, enabled, scheduled and allowed the security origin",
+            ev,
+        )
     }]
+}
+
+/// The last run block of unattended-upgrades.log: (its first line, whether it logged an
+/// error).
+pub fn last_run_outcome(log: &str) -> Option<(usize, bool)> {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("Starting unattended upgrades script"))?;
+    let bad = lines[start..]
+        .iter()
+        .any(|l| l.contains(" ERROR ") || l.contains("Traceback"));
+    Some((start + 1, bad))
 }
 
 /// Paths that must be watched, and whether a line of `auditctl -l` covers them.
@@ -356,6 +421,15 @@ fn shadow(ctx: &Ctx) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_unattended_upgrades_run_decides() {
+        let ok = "2026-11-19 06:10:01,1 INFO Starting unattended upgrades script\n2026-11-19 06:10:09,2 ERROR boom\n2026-11-20 06:10:01,1 INFO Starting unattended upgrades script\n2026-11-20 06:10:05,3 INFO No packages found that can be upgraded unattended\n";
+        let bad = "2026-11-20 06:10:01,1 INFO Starting unattended upgrades script\n2026-11-20 06:10:02,1 ERROR Cache has broken packages, exiting\n";
+        assert_eq!(last_run_outcome(ok), Some((3, false)));
+        assert_eq!(last_run_outcome(bad), Some((1, true)));
+        assert_eq!(last_run_outcome(""), None);
+    }
 
     #[test]
     fn loaded_audit_rules_must_cover_every_watch() {
