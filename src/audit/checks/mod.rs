@@ -71,6 +71,7 @@ pub static GROUPS: &[Group] = &[
     system::UPDATES,
     system::AUDITD,
     system::ACCOUNTS,
+    system::BACKUP,
     secrets::GROUP,
 ];
 

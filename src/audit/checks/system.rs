@@ -48,6 +48,21 @@ pub static SHADOW: Meta = Meta {
     remediation: "chown root:shadow /etc/shadow && chmod 0640 /etc/shadow",
 };
 
+/// Backups scheduled.
+pub static BACKUPS: Meta = Meta {
+    id: "backups.scheduled",
+    title: "A backup job is scheduled",
+    severity: Severity::Medium,
+    remediation: "schedule backups (restic, borg/borgmatic, rsnapshot, pgbackrest...) from a cron job or systemd timer, send them off the machine, and test a restore regularly",
+};
+
+/// Backups group.
+pub const BACKUP: Group = Group {
+    name: "backups",
+    checks: &[&BACKUPS],
+    run: backups,
+};
+
 /// Updates group.
 pub const UPDATES: Group = Group {
     name: "updates",
@@ -287,6 +302,94 @@ pub fn judge_audit_rules(out: &str, shown: &str) -> CheckResult {
             ev,
         )
     }
+}
+
+/// Backup tools recognised in cron lines and timer units.
+const BACKUP_TOOLS: &[&str] = &[
+    "restic",
+    "borg",
+    "borgmatic",
+    "rsnapshot",
+    "duplicity",
+    "duplicati",
+    "rdiff-backup",
+    "bacula",
+    "bareos",
+    "pgbackrest",
+    "barman",
+    "kopia",
+    "rclone",
+    "tarsnap",
+    "backup",
+];
+
+fn backups(ctx: &Ctx) -> Vec<CheckResult> {
+    let mut files: Vec<PathBuf> = vec![PathBuf::from("/etc/crontab")];
+    for dir in [
+        "/etc/cron.d",
+        "/etc/cron.daily",
+        "/etc/cron.weekly",
+        "/etc/cron.hourly",
+        "/var/spool/cron/crontabs",
+        "/etc/systemd/system",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(ctx.path(dir)) {
+            let mut names: Vec<String> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            files.extend(names.into_iter().map(|n| PathBuf::from(dir).join(n)));
+        }
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let in_units = f.starts_with("/etc/systemd/system");
+        if in_units && !(name.ends_with(".timer") || name.ends_with(".service")) {
+            continue;
+        }
+        let Ok(t) = std::fs::read_to_string(ctx.path(f)) else {
+            continue;
+        };
+        for (i, l) in t.lines().enumerate() {
+            let l = l.trim();
+            if l.starts_with('#') || l.is_empty() {
+                continue;
+            }
+            let lower = l.to_ascii_lowercase();
+            let words: Vec<&str> = lower
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .collect();
+            if let Some(tool) = BACKUP_TOOLS.iter().find(|t| words.contains(t)) {
+                found.push(
+                    Evidence::new(format!("read {}", f.display()), format!("mentions {tool}"))
+                        .at(format!("{}:{}", f.display(), i + 1)),
+                );
+                break;
+            }
+        }
+    }
+    vec![if found.is_empty() {
+        BACKUPS.result(
+            Status::Fail,
+            format!(
+                "no cron job or systemd unit mentions a backup tool ({} files read)",
+                files.len()
+            ),
+            vec![],
+        )
+    } else {
+        BACKUPS.result(
+            Status::Warn,
+            "a backup job is scheduled; whether it succeeds and restores cannot be proven from here: test a restore",
+            found,
+        )
+    }]
 }
 
 fn accounts(ctx: &Ctx) -> Vec<CheckResult> {
