@@ -446,6 +446,10 @@ pub fn parse_proc_tcp(text: &str) -> Vec<Listener> {
 fn hex_addr(h: &str) -> Option<IpAddr> {
     // The kernel prints each 32-bit word in host byte order (little-endian here).
     let word = |s: &str| u32::from_str_radix(s, 16).ok().map(|w| w.to_le_bytes());
+    // Under --root the table is just a file: slice only what is plain hex.
+    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     match h.len() {
         8 => Some(IpAddr::V4(Ipv4Addr::from(word(h)?))),
         32 => {
@@ -642,6 +646,10 @@ mod tests {
         let t6 = "sl\n 0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 55 1\n";
         let l6 = parse_proc_tcp(t6);
         assert_eq!(l6[0].addr.to_string(), "::1");
+        // Malformed rows (a crafted file under --root) are skipped, never a panic.
+        let junk =
+            "h\n 0: 0000000000000000000000000100é0000:0016 x 0A a b c 0 0 1\n 1: zz:zz 0 0A\n";
+        assert!(parse_proc_tcp(junk).is_empty());
     }
 
     fn ruleset(objects: &str) -> String {

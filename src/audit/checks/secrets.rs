@@ -223,7 +223,17 @@ impl Walk<'_> {
 }
 
 fn read_head(p: &Path) -> Option<String> {
-    let f = fs::File::open(p).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // The walk saw a regular file; a user may swap it for a symlink or a FIFO meanwhile:
+    // neither is followed nor waited on.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut buf = Vec::new();
     f.take(MAX_FILE).read_to_end(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf).into_owned())
