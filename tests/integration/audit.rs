@@ -581,6 +581,13 @@ fn a_live_audit_of_an_empty_ruleset_fails_the_firewall_check_in_time() {
     let r = result(&report, "fw.default-deny");
     assert_eq!(r["status"], "pass", "{r}");
     assert!(r.to_string().contains("tcp/22,443"), "{r}");
+    // Nothing listens in the namespace: both openings are stale.
+    let r = result(&report, "fw.open-ports");
+    assert_eq!(r["status"], "warn", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("tcp/22, tcp/443"),
+        "{r}"
+    );
     // The whole live audit finishes well within 3 s.
     let out = Command::new(BIN)
         .args(["audit", "--json"])

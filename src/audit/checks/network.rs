@@ -54,12 +54,168 @@ pub static IDS_RUNNING: Meta = Meta {
     remediation: "apt-get install suricata and run it on the public interface (or an equivalent IDS), with its alerts routed to the operations channel",
 };
 
-/// Firewall group (one `nft -j list ruleset` feeds both checks).
+/// Listening ports compared with what the ruleset lets in.
+pub static OPEN_PORTS: Meta = Meta {
+    id: "fw.open-ports",
+    title: "The ruleset opens only ports that something listens on",
+    severity: Severity::Low,
+    remediation: "remove accept rules for ports nothing listens on (a stale opening exposes the next service that binds it), and bind internal services to loopback",
+};
+
+/// Firewall group (one `nft -j list ruleset` feeds all three checks).
 pub const FIREWALL: Group = Group {
     name: "firewall",
-    checks: &[&DEFAULT_DENY, &BAN_LAYER],
+    checks: &[&DEFAULT_DENY, &BAN_LAYER, &OPEN_PORTS],
     run: firewall,
 };
+
+/// TCP destination port ranges accepted by rules of input hook chains.
+pub fn accepted_tcp_ports(json: &str) -> Vec<(u16, u16)> {
+    let doc: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    let items = doc["nftables"].as_array().cloned().unwrap_or_default();
+    let inputs: Vec<(String, String, String)> = items
+        .iter()
+        .filter_map(|i| i.get("chain"))
+        .filter(|c| c["hook"].as_str() == Some("input"))
+        .map(|c| {
+            (
+                c["family"].as_str().unwrap_or_default().to_string(),
+                c["table"].as_str().unwrap_or_default().to_string(),
+                c["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in items.iter().filter_map(|i| i.get("rule")) {
+        let key = (
+            r["family"].as_str().unwrap_or_default().to_string(),
+            r["table"].as_str().unwrap_or_default().to_string(),
+            r["chain"].as_str().unwrap_or_default().to_string(),
+        );
+        if !inputs.contains(&key) {
+            continue;
+        }
+        let expr = r["expr"].as_array().cloned().unwrap_or_default();
+        if !expr.iter().any(|e| e.get("accept").is_some()) {
+            continue;
+        }
+        for m in expr.iter().filter_map(|e| e.get("match")) {
+            let left = &m["left"]["payload"];
+            if left["field"].as_str() == Some("dport") && left["protocol"].as_str() == Some("tcp") {
+                collect_ports(&m["right"], &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn collect_ports(v: &Value, out: &mut Vec<(u16, u16)>) {
+    let num = |x: &Value| x.as_u64().and_then(|n| u16::try_from(n).ok());
+    match v {
+        Value::Number(_) => {
+            if let Some(p) = num(v) {
+                out.push((p, p));
+            }
+        }
+        Value::Object(o) => {
+            if let Some(items) = o.get("set").and_then(Value::as_array) {
+                for i in items {
+                    collect_ports(i, out);
+                }
+            } else if let Some(r) = o.get("range").and_then(Value::as_array) {
+                if let (Some(a), Some(b)) = (r.first().and_then(num), r.get(1).and_then(num)) {
+                    out.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Judges the accepted ports against the public TCP listeners (pure).
+pub fn judge_open_ports(
+    accepted: &[(u16, u16)],
+    default_deny: bool,
+    listeners: &[Listener],
+    source: &str,
+) -> CheckResult {
+    let public: Vec<&Listener> = listeners.iter().filter(|l| is_public(&l.addr)).collect();
+    let allowed = |p: u16| accepted.iter().any(|(a, b)| *a <= p && p <= *b);
+    let show = |l: &Listener| match l.addr {
+        IpAddr::V6(a) => format!("[{a}]:{}", l.port),
+        IpAddr::V4(a) => format!("{a}:{}", l.port),
+    };
+    if !default_deny {
+        let list: Vec<String> = public.iter().map(|l| show(l)).collect();
+        return OPEN_PORTS.result(
+            Status::Fail,
+            format!(
+                "no default deny: every public listener is reachable ({})",
+                if list.is_empty() {
+                    "none right now".to_string()
+                } else {
+                    list.join(", ")
+                }
+            ),
+            vec![Evidence::new(
+                source,
+                format!("{} public listeners", public.len()),
+            )],
+        );
+    }
+    let reachable: Vec<String> = public
+        .iter()
+        .filter(|l| allowed(l.port))
+        .map(|l| show(l))
+        .collect();
+    let stale: Vec<u16> = accepted
+        .iter()
+        .filter(|(a, b)| a == b && !listeners.iter().any(|l| l.port == *a))
+        .map(|(a, _)| *a)
+        .collect();
+    let mut ev = vec![Evidence::new(
+        source,
+        format!(
+            "reachable listeners: {}",
+            if reachable.is_empty() {
+                "none".to_string()
+            } else {
+                reachable.join(", ")
+            }
+        ),
+    )];
+    if stale.is_empty() {
+        OPEN_PORTS.result(
+            Status::Pass,
+            "every port the ruleset opens has a listener",
+            ev,
+        )
+    } else {
+        let list: Vec<String> = stale.iter().map(|p| format!("tcp/{p}")).collect();
+        ev.push(Evidence::new(
+            source,
+            format!("accepted with no listener: {}", list.join(", ")),
+        ));
+        OPEN_PORTS.result(
+            Status::Warn,
+            format!(
+                "the ruleset accepts {} where nothing listens",
+                list.join(", ")
+            ),
+            ev,
+        )
+    }
+}
+
+fn live_listeners() -> Vec<Listener> {
+    let mut l = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(t) = std::fs::read_to_string(f) {
+            l.extend(parse_proc_tcp(&t));
+        }
+    }
+    l
+}
 
 /// IDS group.
 pub const IDS: Group = Group {
@@ -213,7 +369,7 @@ pub const SOCKETS: Group = Group {
 fn firewall(ctx: &Ctx) -> Vec<CheckResult> {
     if !ctx.live {
         let why = "the loaded ruleset exists only in a running kernel (not under --root)";
-        return vec![DEFAULT_DENY.na(why), BAN_LAYER.na(why)];
+        return vec![DEFAULT_DENY.na(why), BAN_LAYER.na(why), OPEN_PORTS.na(why)];
     }
     let nft = exec::find_program(&ctx.root, "nft")
         .unwrap_or_else(|| std::path::PathBuf::from("/usr/sbin/nft"));
@@ -221,15 +377,22 @@ fn firewall(ctx: &Ctx) -> Vec<CheckResult> {
     let shown = exec::display(&nft, &args);
     let daemons = ban_daemons();
     match exec::run(&nft, &args, ctx.timeout) {
-        Ok(o) if o.success() => vec![
-            evaluate_ruleset(&o.stdout, &shown),
-            judge_ban_layer(&o.stdout, &shown, &daemons),
-        ],
+        Ok(o) if o.success() => {
+            let deny = evaluate_ruleset(&o.stdout, &shown);
+            let ports = judge_open_ports(
+                &accepted_tcp_ports(&o.stdout),
+                deny.status == Status::Pass,
+                &live_listeners(),
+                &format!("{shown} + /proc/net/tcp{{,6}}"),
+            );
+            vec![deny, judge_ban_layer(&o.stdout, &shown, &daemons), ports]
+        }
         Ok(o) => {
             let why = format!("`{shown}` failed: {}", o.stderr.trim());
             vec![
                 DEFAULT_DENY.result(Status::Error, why.clone(), vec![]),
-                BAN_LAYER.result(Status::Error, why, vec![]),
+                BAN_LAYER.result(Status::Error, why.clone(), vec![]),
+                OPEN_PORTS.result(Status::Error, why, vec![]),
             ]
         }
         Err(exec::ExecError::NotFound(_)) => vec![
@@ -239,10 +402,12 @@ fn firewall(ctx: &Ctx) -> Vec<CheckResult> {
                 vec![Evidence::new(shown.clone(), "not found")],
             ),
             judge_ban_layer("{}", &shown, &daemons),
+            judge_open_ports(&[], false, &live_listeners(), "/proc/net/tcp{,6}"),
         ],
         Err(e) => vec![
             DEFAULT_DENY.result(Status::Error, e.to_string(), vec![]),
             BAN_LAYER.result(Status::Error, e.to_string(), vec![]),
+            OPEN_PORTS.result(Status::Error, e.to_string(), vec![]),
         ],
     }
 }
@@ -770,6 +935,54 @@ mod tests {
                 "{why}: {r:?}"
             );
         }
+    }
+
+    #[test]
+    fn accepted_ports_are_compared_with_listeners() {
+        let rules = format!(
+            "{}{}{}",
+            chain("inet", "drop"),
+            rule(
+                "inet",
+                r#"{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [22, 8080, {"range": [6000, 6010]}]}}}, {"accept": null}"#
+            ),
+            rule(
+                "inet",
+                r#"{"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"accept": null}"#
+            )
+        );
+        let acc = accepted_tcp_ports(&ruleset(&rules));
+        assert_eq!(acc, [(22, 22), (8080, 8080), (6000, 6010)]);
+        let l = |a: &str, port: u16| Listener {
+            addr: a.parse().unwrap(),
+            port,
+            uid: 0,
+            inode: 0,
+        };
+        let listeners = [l("0.0.0.0", 22), l("127.0.0.1", 5432), l("0.0.0.0", 6001)];
+        let cases = [
+            (
+                &acc[..],
+                true,
+                Status::Warn,
+                "tcp/8080 where nothing listens",
+            ),
+            (&acc[..1], true, Status::Pass, "has a listener"),
+            (&acc[..], false, Status::Fail, "0.0.0.0:22, 0.0.0.0:6001"),
+        ];
+        for (accepted, deny, status, why) in cases {
+            let r = judge_open_ports(accepted, deny, &listeners, "nft");
+            assert_eq!(r.status, status, "{r:?}");
+            assert!(r.reason.contains(why), "{}", r.reason);
+        }
+        let r = judge_open_ports(&acc[..1], true, &listeners, "nft");
+        assert!(
+            r.evidence[0]
+                .value
+                .as_deref()
+                .unwrap()
+                .contains("0.0.0.0:22")
+        );
     }
 
     #[test]
