@@ -13,7 +13,6 @@
 //! failure, with the context and the line that caused it in the reason.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use super::{Group, Meta};
 use crate::audit::exec;
@@ -687,15 +686,6 @@ pub fn parse_dump(text: &str) -> HashMap<String, Vec<String>> {
         }
     }
     m
-}
-
-/// Gathers sources from files only (for `harden` previews and tests).
-pub fn from_files(root: &Path, main: &Path) -> Sources {
-    let ctx = Ctx {
-        sshd_config: main.to_path_buf(),
-        ..Ctx::rooted(root, std::time::Duration::from_secs(5))
-    };
-    Sources::gather(&ctx)
 }
 
 #[cfg(test)]
