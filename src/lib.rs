@@ -22,6 +22,7 @@
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
 //! | [`cli`] | subcommands; the only place that prints to stdout |
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -4,7 +4,9 @@
 //! the control socket and state from that config, so `ravelin --config x bans` and
 //! `ravelin bans --config x` talk to the same daemon.
 
+pub mod audit;
 pub mod firewall;
+pub mod harden;
 pub mod simulate;
 pub mod test_rules;
 
@@ -91,6 +93,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Posture audit: effective state with evidence; exit 1 by --fail-on severity.
+    Audit(audit::AuditArgs),
+    /// Write a hardening drop-in (ssh), show the diff, validate it with the real daemon.
+    Harden(harden::HardenArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -257,6 +263,8 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(a) => audit::run(a, cli.config.as_deref(), out),
+        Command::Harden(a) => harden::run(a, out),
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
         Command::Selftest { json } => {
             let cfg = load(cli)?;

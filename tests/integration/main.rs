@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod audit;
 mod bans;
 mod cli;
 mod detection;
