@@ -18,6 +18,8 @@
 //! | [`decide`] | allowlist (mints the ban permit), escalation, dry run |
 //! | [`enforce`] | nftables sets with kernel timeouts, batched transactions |
 //! | [`store`] | SQLite: bans, offence history, checkpoints |
+//! | [`audit`] | posture checks of the effective state, with evidence; `harden ssh` |
+//! | [`firewall`] | the default-deny policy, commit-confirmed apply, kernel scan sets |
 //! | [`metrics`] | Prometheus exposition on loopback |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
 //! | [`cli`] | subcommands; the only place that prints to stdout |

@@ -765,8 +765,21 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             Err(e) => errs.extend(e),
         }
     }
-    // `[audit]` (waivers) is read by the audit command itself; accepted here.
-    let _ = root.get("audit");
+    // `[audit]` waivers are used by `ravelin audit`; validated here so check-config sees them.
+    if root.get("audit").is_some() {
+        if let Err(e) = crate::audit::waiver::parse_waivers(text) {
+            for line in e.split("; audit.").enumerate().map(|(i, l)| {
+                if i == 0 {
+                    l.to_string()
+                } else {
+                    format!("audit.{l}")
+                }
+            }) {
+                let (path, msg) = line.split_once(": ").unwrap_or(("audit", &line));
+                errs.push((path.trim().to_string(), msg.to_string()));
+            }
+        }
+    }
     // Scans caught by the kernel become bans through a jail that takes kind `scan`; if the
     // policy enables scan detection and no jail takes it, a built-in one does (ban on the first
     // observation, 1h, escalating like any other).

@@ -247,3 +247,16 @@ sources = ["auth"]
         assert!(paths.contains(&want), "missing {want}: {paths:?}");
     }
 }
+
+#[test]
+fn audit_waivers_are_validated_with_the_config() {
+    let ok = "[[audit.waiver]]\nid = \"ssh.password-auth\"\nreason = \"legacy client until March\"\nexpires = \"2027-03-01\"\n";
+    Config::parse(ok, None).expect("a valid waiver is accepted");
+    let bad = "[[audit.waiver]]\nid = \"ssh.password-auth\"\nreason = \"\"\nexpires = \"soon\"\n";
+    let err = Config::parse(bad, None).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        paths.contains(&"audit.waiver[0].reason") && paths.contains(&"audit.waiver[0].expires"),
+        "{err}"
+    );
+}
