@@ -7,7 +7,7 @@
 #   RAVELIN=target/debug/ravelin bench/audit_vs_lynis.sh    # skip the release build
 #
 # Lynis writes its log and report into a temp dir (not /var/log). Both tools read the live
-# system; neither changes it. Prints a Markdown fragment for docs/bench-audit.md.
+# system; neither changes it. Prints a Markdown fragment for docs/benchmarks.md (audit section).
 # Needs lynis (installed with apt-get when missing) and cargo.
 set -euo pipefail
 
