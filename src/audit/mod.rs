@@ -166,6 +166,8 @@ pub struct Ctx {
     pub sshd: PathBuf,
     /// The main sshd config, as a path on the audited system.
     pub sshd_config: PathBuf,
+    /// The ravelin daemon's control socket (from the config).
+    pub control_socket: PathBuf,
 }
 
 impl Ctx {
@@ -177,6 +179,7 @@ impl Ctx {
             timeout,
             sshd: PathBuf::from("/usr/sbin/sshd"),
             sshd_config: PathBuf::from("/etc/ssh/sshd_config"),
+            control_socket: PathBuf::from("/run/ravelin/ravelin.sock"),
         }
     }
 

@@ -59,6 +59,9 @@ pub fn run(a: &AuditArgs, config: Option<&Path>, out: &mut dyn Write) -> anyhow:
         None => Ctx::live(timeout),
     };
     ctx.sshd_config = a.sshd_config.clone();
+    if let Ok(cfg) = crate::config::Config::load(config) {
+        ctx.control_socket = cfg.control_socket;
+    }
     ctx.sshd = a.sshd.clone();
     let waivers = match audit::load_waivers(config) {
         Ok(w) => w,

@@ -188,13 +188,19 @@ use tokio::io::AsyncReadExt as _;
 
 /// Client side (blocking): send one request, read one reply.
 pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+    call_with_timeout(socket, req, Duration::from_secs(60))
+}
+
+/// [`call`] with a bound on the wait for the reply.
+pub fn call_with_timeout(socket: &Path, req: &Request, timeout: Duration) -> anyhow::Result<Reply> {
     let mut s = StdUnixStream::connect(socket).map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the daemon at {} ({e}); is `ravelin run` running with this config? (pass the same --config)",
             socket.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     let mut body = serde_json::to_vec(req)?;
     body.push(b'\n');
     s.write_all(&body)?;

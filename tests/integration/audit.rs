@@ -601,3 +601,52 @@ fn a_live_audit_of_an_empty_ruleset_fails_the_firewall_check_in_time() {
     );
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+/// `ban.effective` asks the running daemon: its jail's sources read lines and its rules match
+/// them, so the ban layer is effective; a jail pointed at a log of other programs is flagged.
+#[test]
+fn the_ban_layer_is_judged_by_effect_through_the_daemon() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new();
+    let s = Setup::new(5, "", "");
+    std::fs::write(&s.log, "").unwrap();
+    let d = Daemon::start(&ns, &s);
+    let audit = |s: &Setup| -> serde_json::Value {
+        let out = s.cli(&["audit", "--json", "--only", "ban.effective"]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&out), stderr(&out)))
+    };
+    let find = |v: &serde_json::Value| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "ban.effective")
+            .cloned()
+            .unwrap()
+    };
+    // Only cron noise so far: lines read, none matched -> warned.
+    s.append(&vec![
+        "Nov 21 06:00:01 host CRON[1]: (root) CMD (true)"
+            .to_string();
+        3
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = find(&audit(&s));
+    assert_eq!(r["status"], "warn", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("matched none"),
+        "{r}"
+    );
+    // sshd lines arrive and match: effective.
+    s.append(&[failed("203.0.113.88", "x")]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = find(&audit(&s));
+    assert_eq!(r["status"], "pass", "{r}");
+    d.stop();
+    // Daemon gone: a failure.
+    let r = find(&audit(&s));
+    assert_eq!(r["status"], "fail", "{r}");
+}

@@ -5,6 +5,7 @@
 //! severity, remediation) lives in a static [`Meta`] so the report, waivers and docs agree on
 //! them. Ids are stable: scripts and waivers refer to them.
 
+pub mod daemon;
 pub mod network;
 pub mod secrets;
 pub mod ssh;
@@ -73,6 +74,7 @@ pub static GROUPS: &[Group] = &[
     system::ACCOUNTS,
     system::BACKUP,
     secrets::GROUP,
+    daemon::GROUP,
 ];
 
 /// All check ids, in report order.
