@@ -22,14 +22,26 @@ need_pkg() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >&2 || command -v "$1" >/dev/null 2>&1
 }
 need_pkg fail2ban-regex fail2ban
+# crowdsec's postinst fails offline and leaves dpkg with a half-configured package, which makes
+# every later apt-get install fail: if this script installs it, it also purges it at the end.
+installed_crowdsec=
+if ! command -v crowdsec >/dev/null 2>&1; then
+    installed_crowdsec=1
+fi
 need_pkg crowdsec crowdsec || echo "crowdsec unavailable: its rows will say why" >&2
+cleanup_crowdsec() {
+    if [ -n "$installed_crowdsec" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y crowdsec >/dev/null 2>&1 || true
+    fi
+}
 
 if [ -n "${KEEP:-}" ]; then
     work=$KEEP
     mkdir -p "$work"
+    trap 'cleanup_crowdsec' EXIT
 else
     work=$(mktemp -d /tmp/ravelin-detection.XXXXXX)
-    trap 'rm -rf "$work"' EXIT
+    trap 'rm -rf "$work"; cleanup_crowdsec' EXIT
 fi
 
 python3 bench/gen_labelled.py "$work/auth.log" "$work/labels.jsonl" "$@"
