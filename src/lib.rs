@@ -19,9 +19,11 @@
 //! | [`enforce`] | nftables sets with kernel timeouts, batched transactions |
 //! | [`store`] | SQLite: bans, offence history, checkpoints |
 //! | [`metrics`] | Prometheus exposition on loopback |
+//! | [`alert`] | one operations channel: grouping, digests, rate limits, sinks |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
 //! | [`cli`] | subcommands; the only place that prints to stdout |
 
+pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod config;
