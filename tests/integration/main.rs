@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod alert;
 mod bans;
 mod cli;
 mod detection;
