@@ -347,6 +347,9 @@ fn three_hundred_bans_from_one_slash16_are_one_alert_and_one_campaign() {
     );
 }
 
+/// Debian's python (a pyenv or venv python3 first on PATH may lack the Debian packages).
+const PYTHON: &str = "/usr/bin/python3";
+
 /// Debian's aiosmtpd, printing what it receives (`-c aiosmtpd.handlers.Debugging`, the
 /// default handler); killed on drop.
 struct Smtpd {
@@ -362,21 +365,24 @@ impl Drop for Smtpd {
 }
 
 impl Smtpd {
-    fn start() -> Option<Self> {
-        let python = if Path::new("/usr/bin/python3").exists() {
-            "/usr/bin/python3"
-        } else {
-            "python3"
-        };
-        let ok = Command::new(python)
+    /// Whether Debian's python3-aiosmtpd is there (else a note says the test is skipped).
+    fn available() -> bool {
+        let ok = Command::new(PYTHON)
             .args(["-c", "import aiosmtpd"])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !ok {
             eprintln!("SKIP: python3-aiosmtpd is not installed (apt-get install python3-aiosmtpd)");
+        }
+        ok
+    }
+
+    fn start() -> Option<Self> {
+        if !Self::available() {
             return None;
         }
+        let python = PYTHON;
         let port = free_port();
         let child = Command::new(python)
             .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
@@ -474,4 +480,214 @@ to = ["ops@example.org", "oncall@example.org"]
     );
     // The injected header stayed inside the summary text.
     assert!(!printed.contains("\nBcc:"), "{printed}");
+}
+
+/// A throwaway CA and a leaf for `localhost` / 127.0.0.1, made with the openssl CLI.
+/// Returns (ca.pem, leaf.pem, leaf.key), or `None` (with a note) without openssl.
+fn make_certs(dir: &Path) -> Option<(String, String, String)> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ok = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ravelin test CA",
+        ],
+    ]
+    .concat())
+        && run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat())
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+    if !ok {
+        eprintln!("SKIP: openssl could not make test certificates (apt-get install openssl)");
+        return None;
+    }
+    let p = |n: &str| dir.join(n).display().to_string();
+    Some((p("ca.pem"), p("leaf.pem"), p("leaf.key")))
+}
+
+/// An HTTPS receiver (Python's http.server behind ssl), printing "POST <path> <body>" lines.
+const HTTPS_RECEIVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        b = self.rfile.read(int(self.headers['Content-Length']))
+        print("POST", self.path, b.decode(), flush=True)
+        self.send_response(200); self.send_header('Content-Length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tls_sinks_verify_the_certificate_https_starttls_and_implicit() {
+    if !Smtpd::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(dir.path()) else {
+        return;
+    };
+    let mut https = Command::new(PYTHON)
+        .args(["-u", "-c", HTTPS_RECEIVER, &cert, &key])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut https_out = BufReader::new(https.stdout.take().unwrap());
+    let https = Killed(https);
+    let mut line = String::new();
+    https_out.read_line(&mut line).unwrap();
+    let https_port: u16 = line.trim().parse().unwrap();
+
+    let smtpd = |flags: [&str; 2]| {
+        let port = free_port();
+        let child = Command::new(PYTHON)
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([flags[0], &cert, flags[1], &key])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        (Killed(child), port)
+    };
+    let (mut starttls, starttls_port) = smtpd(["--tlscert", "--tlskey"]);
+    let (mut implicit, implicit_port) = smtpd(["--smtpscert", "--smtpskey"]);
+
+    let url = write_secret(
+        dir.path(),
+        "url",
+        &format!("https://127.0.0.1:{https_port}/hook/SECRET"),
+    );
+    let email = |name: &str, port: u16, tls: &str, ca_line: &str| {
+        format!(
+            "[[alert.sink]]\nname = \"{name}\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"{tls}\"\nfrom = \"ravelin@example.org\"\nto = [\"ops@example.org\"]\ntimeout = \"5s\"\n{ca_line}\n"
+        )
+    };
+    let trusted = format!("ca_file = \"{ca}\"");
+    let config = dir.path().join("ravelin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alert.sink]]\nname = \"https\"\nkind = \"webhook\"\nurl_file = \"{url}\"\n{trusted}\n\n[[alert.sink]]\nname = \"https-untrusted\"\nkind = \"webhook\"\nurl_file = \"{url}\"\n\n{}{}{}",
+            email("starttls", starttls_port, "starttls", &trusted),
+            email("implicit", implicit_port, "implicit", &trusted),
+            email("starttls-untrusted", starttls_port, "starttls", ""),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["alert", "test", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+    for want in [
+        "ok    https (webhook)",
+        "ok    starttls (email)",
+        "ok    implicit (email)",
+        "FAIL  https-untrusted (webhook): TLS handshake with https://127.0.0.1:",
+        "FAIL  starttls-untrusted (email): smtp TLS handshake: invalid peer certificate",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}{}", stderr(&o));
+    }
+    assert!(!out.contains("SECRET"), "{out}");
+    line.clear();
+    https_out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("POST /hook/SECRET {"), "{line}");
+    drop(https);
+
+    for (child, n) in [(&mut starttls.0, 1), (&mut implicit.0, 1)] {
+        let _ = child.kill();
+        let mut s = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s.matches("MESSAGE FOLLOWS").count(), n, "{s}");
+        assert!(s.contains("Subject: [ravelin] [INFO] "), "{s}");
+    }
 }
