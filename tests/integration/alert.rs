@@ -691,3 +691,83 @@ fn tls_sinks_verify_the_certificate_https_starttls_and_implicit() {
         assert!(s.contains("Subject: [ravelin] [INFO] "), "{s}");
     }
 }
+
+fn health(i: usize) -> AlertEvent {
+    AlertEvent::new(
+        AlertKind::Health,
+        Severity::High,
+        SystemTime::now(),
+        &format!("source {i} went silent"),
+    )
+}
+
+#[test]
+fn the_rate_limit_caps_each_sink_per_hour() {
+    let rx = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let hook = write_secret(dir.path(), "hook", &rx.url("/hook"));
+    let cfg = config_with(&format!(
+        "[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{hook}\"\nmax_per_hour = 2\n"
+    ));
+    let snap = runtime().block_on(async {
+        let (h, task) = alert::spawn(&cfg, Arc::new(SystemClock));
+        for i in 0..5 {
+            h.emit(health(i));
+        }
+        // The same event again is a duplicate, not a rate-limit case.
+        h.emit(health(0));
+        let c = h.counters().clone();
+        drop(h);
+        task.await.unwrap();
+        let s = c.snapshot();
+        assert_eq!(c.sinks[0].rate_limited.load(Ordering::Relaxed), 3);
+        s
+    });
+    assert_eq!(rx.wait(2, Duration::from_secs(1)).len(), 2);
+    assert_eq!((snap.sent, snap.suppressed), (2, 4), "{snap:?}");
+}
+
+#[test]
+fn a_dead_sink_never_blocks_the_daemon_and_memory_stays_bounded() {
+    // Accepts connections and never answers.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let hook = write_secret(dir.path(), "hook", &format!("http://127.0.0.1:{port}/"));
+    let cfg = config_with(&format!(
+        "[alert]\nqueue = 100\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{hook}\"\ntimeout = \"30s\"\nmax_per_hour = 100000\n"
+    ));
+    let rt = runtime();
+    let (c, emit_time) = rt.block_on(async {
+        let (h, _task) = alert::spawn(&cfg, Arc::new(SystemClock));
+        let start = Instant::now();
+        for i in 0..5000 {
+            h.emit(health(i));
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let emit_time = start.elapsed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (h.counters().clone(), emit_time)
+    });
+    rt.shutdown_background();
+    assert!(
+        emit_time < Duration::from_secs(1),
+        "emit blocked: {emit_time:?}"
+    );
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (received, input_dropped) = (get(&c.received), get(&c.dropped));
+    let sink_dropped = get(&c.sinks[0].dropped);
+    // Every event was either queued or dropped and counted at once; of the queued ones, all
+    // but the sink's queue (100) and the one in flight were dropped and counted too.
+    assert_eq!(received + input_dropped, 5000);
+    assert!(sink_dropped >= received - 101, "{:?}", c.snapshot());
+    assert_eq!(c.snapshot().sent, 0);
+}
