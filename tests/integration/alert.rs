@@ -771,3 +771,78 @@ fn a_dead_sink_never_blocks_the_daemon_and_memory_stays_bounded() {
     assert!(sink_dropped >= received - 101, "{:?}", c.snapshot());
     assert_eq!(c.snapshot().sent, 0);
 }
+
+/// aiosmtpd with STARTTLS required and AUTH (only over TLS) for ravelin / "s3cret pass";
+/// prints "AUTH <ok>" and "MAIL <authenticated> <envelope recipients>" lines.
+const SMTP_AUTH_SERVER: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        print("MAIL", session.authenticated, ",".join(envelope.rcpt_tos), flush=True)
+        return "250 OK"
+def auth(server, session, envelope, mechanism, data):
+    ok = data.login == b"ravelin" and data.password == b"s3cret pass"
+    print("AUTH", mechanism, ok, flush=True)
+    return AuthResult(success=ok)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+c = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[3]), tls_context=ctx,
+               require_starttls=True, authenticator=auth, auth_require_tls=True)
+c.start()
+print("READY", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+#[test]
+fn smtp_auth_goes_over_starttls_with_the_password_from_a_file() {
+    if !Smtpd::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = make_certs(dir.path()) else {
+        return;
+    };
+    let port = free_port();
+    let mut child = Command::new(PYTHON)
+        .args(["-u", "-c", SMTP_AUTH_SERVER, &cert, &key, &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server_out = BufReader::new(child.stdout.take().unwrap());
+    let server = Killed(child);
+    let mut line = String::new();
+    server_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    let good = write_secret(dir.path(), "pw", "s3cret pass");
+    let sink = |name: &str, pw: &str| {
+        format!(
+            "[[alert.sink]]\nname = \"{name}\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nfrom = \"ravelin@example.org\"\nto = [\"ops@example.org\", \"oncall@example.org\"]\nusername = \"ravelin\"\npassword_file = \"{pw}\"\nca_file = \"{ca}\"\nretries = 0\n"
+        )
+    };
+    let config = dir.path().join("ravelin.toml");
+    std::fs::write(&config, sink("good", &good)).unwrap();
+    let o = Command::new(BIN)
+        .args(["alert", "test", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    // (A wrong password is not tested here: aiosmtpd 1.4 never answers a failed AUTH.)
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("ok    good (email)"), "{out}{err}");
+    assert!(!out.contains("pass") && !err.contains("pass"), "{out}{err}");
+    drop(server);
+    let mut rest = String::new();
+    server_out.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("AUTH PLAIN True"), "{rest}");
+    assert_eq!(
+        rest.matches("MAIL True ops@example.org,oncall@example.org")
+            .count(),
+        1,
+        "{rest}"
+    );
+}
