@@ -19,6 +19,35 @@
 //! [`http`]) and email over SMTP ([`smtp`]) with STARTTLS or implicit TLS. Secrets (URLs,
 //! tokens, passwords) are read from files, systemd credentials or the environment
 //! ([`secret`]); they are redacted from `Debug` and never logged.
+//!
+//! ## What the daemon should emit, and how loud
+//!
+//! The policy only routes by severity, so the severities below are what makes the defaults
+//! of issue 7 ("what is worth an alert") come true with `min_severity = "medium"`:
+//!
+//! | event | kind | severity |
+//! |---|---|---|
+//! | a ban (grouped per prefix by the policy) | `ban` | medium |
+//! | an unban, an expiry | `unban` | info (digest) |
+//! | attempts or bans well above the learned baseline | `spike` | high |
+//! | a decoy session reaching persistence or download | `decoy` | high (download: critical) |
+//! | a decoy session that only sprayed or probed | `decoy` | low (digest) |
+//! | the decoy process crashed | `health` | high |
+//! | a critical change found by the audit | `audit` | critical (others: low) |
+//! | a source silent while it usually logs | `health` | high |
+//! | a jail whose sources log but whose rules matched nothing for a day | `health` | medium |
+//! | enforcement errors | `health` | critical |
+//!
+//! ## Wiring (daemon side)
+//!
+//! ```ignore
+//! // inside the daemon's tokio runtime, after the config is validated:
+//! let (alerts, alert_task) = ravelin::alert::spawn(&cfg.alert, Arc::new(SystemClock));
+//! // anywhere (any thread, any runtime), never blocks:
+//! alerts.emit(AlertEvent::ban(now, target, jail.clone(), detector, &reason));
+//! // metrics: alerts.counters().render(&mut exposition);
+//! // shutdown: drop every AlertHandle clone, then alert_task.await (flushes, bounded).
+//! ```
 
 pub mod config;
 pub mod dispatch;
