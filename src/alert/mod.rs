@@ -182,6 +182,10 @@ pub struct AlertEvent {
     summary: String,
     /// For bans and unbans: what, by which jail and detector.
     pub ban: Option<BanInfo>,
+    /// What makes two events "the same" for duplicate suppression (default: kind and
+    /// summary, or kind, target and jail for bans). Set it when the summary carries changing
+    /// numbers, e.g. `health:silent:auth` for "source auth silent for 3h".
+    pub key: Option<String>,
 }
 
 impl AlertEvent {
@@ -194,6 +198,7 @@ impl AlertEvent {
             time,
             summary: clean_summary(summary),
             ban: None,
+            key: None,
         }
     }
 
@@ -228,6 +233,12 @@ impl AlertEvent {
     /// The same event with another severity.
     pub fn with_severity(mut self, severity: Severity) -> Self {
         self.severity = severity;
+        self
+    }
+
+    /// The same event with an explicit duplicate-suppression key (bounded like the summary).
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.key = Some(clean_summary(key));
         self
     }
 

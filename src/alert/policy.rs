@@ -104,6 +104,9 @@ impl Alert {
 
     /// The key duplicates are recognised by (also used by the sinks' rate-limit notes).
     fn dedup_key(ev: &AlertEvent) -> String {
+        if let Some(k) = &ev.key {
+            return format!("{}|key|{k}", ev.kind);
+        }
         match &ev.ban {
             Some(b) => format!("{}|{}|{}", ev.kind, b.target, b.jail),
             None => format!("{}|{}", ev.kind, ev.summary()),
@@ -546,6 +549,12 @@ mod tests {
         assert_eq!(p.tally.suppressed, 1);
         let t2 = t0() + Duration::from_secs(3601);
         assert_eq!(p.push(&ev(t2), t2).len(), 1);
+        // An explicit key makes changing summaries the same event.
+        let keyed = |now, s: &str| {
+            AlertEvent::new(AlertKind::Health, Severity::High, now, s).with_key("silent:auth")
+        };
+        assert_eq!(p.push(&keyed(t2, "auth silent for 2h"), t2).len(), 1);
+        assert!(p.push(&keyed(t2, "auth silent for 3h"), t2).is_empty());
     }
 
     #[test]
