@@ -118,7 +118,12 @@ pub struct HttpError {
     pub reason: String,
     /// Connection errors, 429 and 5xx are worth retrying; other 4xx are not.
     pub retryable: bool,
+    /// The server's `Retry-After` (seconds form), capped at [`MAX_RETRY_AFTER`].
+    pub retry_after: Option<std::time::Duration>,
 }
+
+/// The longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +135,15 @@ fn retry(reason: String) -> HttpError {
     HttpError {
         reason,
         retryable: true,
+        retry_after: None,
+    }
+}
+
+fn permanent(reason: String) -> HttpError {
+    HttpError {
+        reason,
+        retryable: false,
+        retry_after: None,
     }
 }
 
@@ -146,14 +160,9 @@ pub async fn post(
         .map_err(|e| retry(format!("connect to {}: {e}", url.origin())))?;
     let _ = tcp.set_nodelay(true);
     if url.tls {
-        let conn = tls.ok_or_else(|| HttpError {
-            reason: "https is not available (TLS setup failed)".into(),
-            retryable: false,
-        })?;
-        let name = super::tls::server_name(&url.host).map_err(|reason| HttpError {
-            reason,
-            retryable: false,
-        })?;
+        let conn =
+            tls.ok_or_else(|| permanent("https is not available (TLS setup failed)".into()))?;
+        let name = super::tls::server_name(&url.host).map_err(permanent)?;
         let s = conn
             .connect(name, tcp)
             .await
@@ -204,14 +213,34 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .and_then(|l| l.get(2..5))
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| retry(format!("{} sent no HTTP status line", url.origin())))?;
-    match status {
-        200..=299 => Ok(status),
-        429 | 500..=599 => Err(retry(format!("{} answered {status}", url.origin()))),
-        _ => Err(HttpError {
-            reason: format!("{} answered {status} (not retried)", url.origin()),
-            retryable: false,
-        }),
+    if (200..=299).contains(&status) {
+        return Ok(status);
     }
+    if status != 429 && !(500..=599).contains(&status) {
+        return Err(permanent(format!(
+            "{} answered {status} (not retried)",
+            url.origin()
+        )));
+    }
+    // Rate limited or unavailable: honour Retry-After (seconds) if the head carries one.
+    let mut retry_after = None;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("retry-after")
+            && let Ok(secs) = v.trim().parse::<u64>()
+        {
+            retry_after = Some(std::time::Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+        }
+    }
+    Err(HttpError {
+        reason: format!("{} answered {status}", url.origin()),
+        retryable: true,
+        retry_after,
+    })
 }
 
 #[cfg(test)]
@@ -244,5 +273,35 @@ mod tests {
             let e = Url::parse(bad).unwrap_err();
             assert!(!e.contains(bad), "{e}");
         }
+    }
+
+    async fn answer(head: &'static str) -> Result<u16, HttpError> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/x", l.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(head.as_bytes()).await;
+        });
+        post(&url, None, "text/plain", &[], b"hi").await
+    }
+
+    #[tokio::test]
+    async fn statuses_decide_retries_and_retry_after_is_honoured() {
+        assert_eq!(answer("HTTP/1.1 204 No Content\r\n\r\n").await, Ok(204));
+        let e = answer("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n\r\n")
+            .await
+            .unwrap_err();
+        assert!(e.retryable);
+        assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(7)));
+        let e = answer("HTTP/1.1 503 Busy\r\nRetry-After: 99999\r\n\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(e.retry_after, Some(MAX_RETRY_AFTER));
+        let e = answer("HTTP/1.1 404 Not Found\r\n\r\n").await.unwrap_err();
+        assert!(!e.retryable && e.reason.contains("404"), "{e}");
+        let e = answer("garbage\r\n").await.unwrap_err();
+        assert!(e.retryable, "{e}");
     }
 }

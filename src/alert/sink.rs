@@ -27,6 +27,8 @@ pub struct DeliveryError {
     pub reason: String,
     /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// How long the server asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl fmt::Display for DeliveryError {
@@ -105,12 +107,14 @@ impl Sink {
                         .map_err(|e| DeliveryError {
                             reason: e.reason,
                             retryable: e.retryable,
+                            retry_after: e.retry_after,
                         })
                 }
                 Target::Email { password } => {
                     let e = self.cfg.email.as_ref().ok_or(DeliveryError {
                         reason: "email settings missing".into(),
                         retryable: false,
+                        retry_after: None,
                     })?;
                     let (subject, body) = payload::email(alert, ctx);
                     smtp::send(e, password.as_ref(), self.tls.as_ref(), &subject, &body)
@@ -118,6 +122,7 @@ impl Sink {
                         .map_err(|e| DeliveryError {
                             reason: e.reason,
                             retryable: e.retryable,
+                            retry_after: None,
                         })
                 }
             }
@@ -127,6 +132,7 @@ impl Sink {
             Err(_) => Err(DeliveryError {
                 reason: format!("timed out after {:?}", self.cfg.timeout),
                 retryable: true,
+                retry_after: None,
             }),
         }
     }
@@ -139,7 +145,9 @@ impl Sink {
             match self.send_once(alert, ctx).await {
                 Ok(()) => return (attempt, Ok(())),
                 Err(e) if e.retryable && attempt <= self.cfg.retries => {
-                    let wait = backoff(self.cfg.backoff, attempt);
+                    // The server's Retry-After wins when it asks for longer than our backoff.
+                    let wait =
+                        backoff(self.cfg.backoff, attempt).max(e.retry_after.unwrap_or_default());
                     tracing::debug!(sink = %self.cfg.name, attempt, error = %e, ?wait, "alert delivery failed, retrying");
                     tokio::time::sleep(wait).await;
                 }
