@@ -846,3 +846,79 @@ fn smtp_auth_goes_over_starttls_with_the_password_from_a_file() {
         "{rest}"
     );
 }
+
+#[test]
+fn low_severity_goes_to_the_digest_and_each_sink_gets_what_it_asked_for() {
+    let rx = Receiver::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_secret(dir.path(), "all", &rx.url("/all"));
+    let pager = write_secret(dir.path(), "pager", &rx.url("/pager"));
+    let cfg = config_with(&format!(
+        "[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{all}\"\n\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{pager}\"\nmin_severity = \"critical\"\ndigest = false\n"
+    ));
+    runtime().block_on(async {
+        let (h, task) = alert::spawn(&cfg, Arc::new(SystemClock));
+        for i in 1..=3 {
+            let t = format!("203.0.113.{i}/32").parse().unwrap();
+            h.emit(AlertEvent::unban(
+                SystemTime::now(),
+                t,
+                "sshd".into(),
+                "expired",
+            ));
+        }
+        h.emit(AlertEvent::new(
+            AlertKind::Audit,
+            Severity::Low,
+            SystemTime::now(),
+            "new listening port 8080",
+        ));
+        h.emit(AlertEvent::new(
+            AlertKind::Health,
+            Severity::Critical,
+            SystemTime::now(),
+            "enforcement failing: nft exited 1",
+        ));
+        drop(h);
+        // Shutdown flushes the digest.
+        task.await.unwrap();
+    });
+    let mut got = rx.wait(3, Duration::from_secs(2));
+    got.sort_by_key(|r| {
+        (
+            r.path.clone(),
+            r.json()["shape"].as_str().unwrap().to_string(),
+        )
+    });
+    let seen: Vec<(String, String, String)> = got
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                r.path.clone(),
+                v["shape"].as_str().unwrap().into(),
+                v["severity"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("/all", "digest", "info"),
+        ("/all", "single", "critical"),
+        ("/pager", "single", "critical"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+    );
+    let digest = got[0].json();
+    assert_eq!(digest["count"], 4);
+    let text = digest["text"].as_str().unwrap();
+    assert!(
+        text.contains("unban/info 3") && text.contains("audit/low 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("203.0.113.2/32 (jail sshd): expired"),
+        "{text}"
+    );
+}
