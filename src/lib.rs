@@ -21,9 +21,11 @@
 //! | [`audit`] | posture checks of the effective state, with evidence; `harden ssh` |
 //! | [`firewall`] | the default-deny policy, commit-confirmed apply, kernel scan sets |
 //! | [`metrics`] | Prometheus exposition on loopback |
+//! | [`alert`] | one operations channel: grouping, digests, rate limits, sinks |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
 //! | [`cli`] | subcommands; the only place that prints to stdout |
 
+pub mod alert;
 pub mod audit;
 pub mod cli;
 pub mod clock;

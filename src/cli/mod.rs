@@ -4,6 +4,7 @@
 //! the control socket and state from that config, so `ravelin --config x bans` and
 //! `ravelin bans --config x` talk to the same daemon.
 
+pub mod alert;
 pub mod audit;
 pub mod firewall;
 pub mod harden;
@@ -85,6 +86,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Alerts: `alert test` sends a test alert through every configured sink.
+    Alert(alert::AlertArgs),
     /// What ravelin knows about an address, and why it did or did not ban it.
     Explain {
         /// The address.
@@ -293,6 +296,7 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         Command::Simulate(a) => simulate::run(load(cli)?, a, out).map(|()| ExitCode::SUCCESS),
         Command::Firewall(a) => firewall::run(cli.config.as_deref(), a, out),
+        Command::Alert(a) => alert::run(cli.config.as_deref(), a, out),
         Command::Explain { addr, json } => {
             let data = ask(
                 cli,

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod alert;
 mod audit;
 mod bans;
 mod cli;
