@@ -11,6 +11,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh >/dev/null || need+=(openssh-client)
 # A real sshd for the firewall and audit tests (started by the tests on their own ports).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# A local SMTP server and a throwaway CA for the alert tests.
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 # fail2ban: its sample sshd logs are read by the matcher tests (never copied into the repo).
 [ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need+=(fail2ban)

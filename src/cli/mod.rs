@@ -146,6 +146,10 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in default (no config file)".into());
             writeln!(out, "config ok: {origin}")?;
+            // Sinks are shown with where their secrets live, never the secrets.
+            for line in cfg.alert.to_string().lines() {
+                writeln!(out, "  {line}")?;
+            }
             writeln!(
                 out,
                 "  sources: {}",

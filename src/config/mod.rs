@@ -54,6 +54,8 @@ pub struct Config {
     /// The default-deny firewall policy (`[firewall]`), if any; applied only by
     /// `ravelin firewall apply`, never by the daemon on its own.
     pub firewall: Option<crate::firewall::Policy>,
+    /// The operations channel (`[alert]`): sinks, grouping, digest. No sinks: counts only.
+    pub alert: crate::alert::AlertConfig,
 }
 
 impl Config {

@@ -758,6 +758,13 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
         s.finish(&mut errs);
     }
+    let mut alert = crate::alert::AlertConfig::default();
+    if let Some(v) = root.get("alert") {
+        match crate::alert::parse_alert_config(v) {
+            Ok(a) => alert = a,
+            Err(e) => errs.extend(e),
+        }
+    }
     let mut firewall = None;
     if let Some(v) = root.get("firewall") {
         match crate::firewall::parse_policy(v) {
@@ -814,6 +821,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             trust,
             metrics,
             firewall,
+            alert,
         })
     } else {
         Err(errs)

@@ -125,7 +125,8 @@ async fn async_main(
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let registry: SourceRegistry = Arc::new(Mutex::new(Vec::new()));
 
-    let worker = Worker::new(
+    let (alerts, alert_task) = crate::alert::spawn(&cfg.alert, Arc::new(SystemClock));
+    let mut worker = Worker::new(
         cfg.clone(),
         &hosts,
         Arc::new(SystemClock),
@@ -133,6 +134,7 @@ async fn async_main(
         enforcer,
         registry.clone(),
     )?;
+    worker.alerts = Some(alerts);
     let worker_thread = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
@@ -211,6 +213,9 @@ async fn async_main(
     drop(ev_tx);
     drop(cmd_tx);
     let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    // The worker held the last alert handle: the dispatcher now sends open campaigns and the
+    // digest, bounded by its drain timeout.
+    let _ = alert_task.await;
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped; kernel bans remain in force until their timeouts");
     Ok(())

@@ -148,6 +148,8 @@ pub struct Worker {
     decided: BTreeMap<(Arc<str>, &'static str), (u64, u64)>,
     /// Seconds per enforcement transaction.
     enforce_latency: crate::metrics::Histogram,
+    /// The operations channel (`None`: no dispatcher, e.g. in `simulate`).
+    pub alerts: Option<crate::alert::AlertHandle>,
 }
 
 impl Worker {
@@ -189,6 +191,7 @@ impl Worker {
             matches: BTreeMap::new(),
             decided: BTreeMap::new(),
             enforce_latency: crate::metrics::Histogram::default(),
+            alerts: None,
         };
         w.build_jails(Vec::new())?;
         for row in w.store.active_bans(now)? {
@@ -359,6 +362,12 @@ impl Worker {
                 self.counters.store_errors += 1;
                 tracing::error!(error = %e, "store prune failed");
             }
+        }
+    }
+
+    fn alert(&self, ev: crate::alert::AlertEvent) {
+        if let Some(a) = &self.alerts {
+            a.emit(ev);
         }
     }
 
@@ -569,6 +578,15 @@ impl Worker {
             if let Err(e) = res {
                 self.counters.enforce_errors += 1;
                 self.needs_reconcile = true;
+                self.alert(
+                    crate::alert::AlertEvent::new(
+                        crate::alert::AlertKind::Health,
+                        crate::alert::Severity::High,
+                        now,
+                        &format!("enforcement failed: {e}"),
+                    )
+                    .with_key("health:enforce"),
+                );
                 tracing::error!(error = %e, "enforcement failed; bans are kept in the store and retried by reconciliation");
             }
             for o in &orders {
@@ -588,6 +606,13 @@ impl Worker {
                     tracing::error!(error = %e, target = %row.target, "cannot record ban in the store (it is enforced; it will not survive a restart)");
                 }
                 self.counters.bans += 1;
+                self.alert(crate::alert::AlertEvent::ban(
+                    o.start,
+                    o.target(),
+                    o.jail.clone(),
+                    o.detector,
+                    &o.reason,
+                ));
                 if let Some(d) = &mut self.decisions {
                     d.push(DecisionRecord {
                         time: rfc3339(o.start),
@@ -645,6 +670,14 @@ impl Worker {
                 let a = self.untrack(&target);
                 self.counters.unbans += 1;
                 tracing::info!(%target, "ban expired");
+                if let Some(a) = &a {
+                    self.alert(crate::alert::AlertEvent::unban(
+                        when,
+                        target,
+                        Arc::from(a.jail.as_str()),
+                        "expired",
+                    ));
+                }
                 if let (Some(d), Some(a)) = (&mut self.decisions, a) {
                     d.push(DecisionRecord {
                         time: rfc3339(when),
@@ -762,8 +795,10 @@ impl Worker {
                 if cfg.state_dir != self.cfg.state_dir
                     || cfg.control_socket != self.cfg.control_socket
                     || cfg.enforce != self.cfg.enforce
+                    || cfg.alert != self.cfg.alert
+                    || cfg.metrics != self.cfg.metrics
                 {
-                    notes.push("state_dir, control_socket and [enforce] changes take effect after a restart".to_string());
+                    notes.push("state_dir, control_socket, [enforce], [alert] and [metrics] changes take effect after a restart".to_string());
                 }
                 let old_cfg = std::mem::replace(&mut self.cfg, *cfg);
                 self.cfg.state_dir = old_cfg.state_dir.clone();
@@ -1262,6 +1297,9 @@ impl Worker {
             "Time per enforcement transaction.",
             &self.enforce_latency,
         );
+        if let Some(a) = &self.alerts {
+            a.counters().render(&mut e);
+        }
         e.finish()
     }
 

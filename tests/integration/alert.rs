@@ -922,3 +922,83 @@ fn low_severity_goes_to_the_digest_and_each_sink_gets_what_it_asked_for() {
         "{text}"
     );
 }
+
+mod daemon_alerts {
+    use crate::harness::*;
+
+    /// The daemon's own bans reach the operations channel: a ban decided from log lines arrives
+    /// as a webhook alert naming the target, jail and detector.
+    #[test]
+    fn a_ban_by_the_daemon_arrives_at_the_webhook() {
+        if !can_run() {
+            return;
+        }
+        use std::io::{Read, Write};
+        let ns = Netns::new();
+        // The receiver lives in the daemon's namespace (its loopback is not ours).
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (ptx, prx) = std::sync::mpsc::channel::<u16>();
+        let nspath = std::path::PathBuf::from("/run/netns").join(&ns.name);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&nspath).unwrap();
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            ptx.send(l.local_addr().unwrap().port()).unwrap();
+            for conn in l.incoming().take(4) {
+                let Ok(mut c) = conn else { break };
+                c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                loop {
+                    let n = c.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(i) = text.find("\r\n\r\n") {
+                        let len = text[..i]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= i + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                let _ = tx.send(String::from_utf8_lossy(&buf).to_string());
+            }
+        });
+        let port = prx.recv().unwrap();
+        let s = Setup::new(2, "", "");
+        let url = s.dir.path().join("webhook-url");
+        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
+        let mut text = std::fs::read_to_string(&s.config).unwrap();
+        text.push_str(&format!(
+            "\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
+            url.display()
+        ));
+        std::fs::write(&s.config, text).unwrap();
+        std::fs::write(&s.log, "").unwrap();
+        let d = Daemon::start(&ns, &s);
+        s.append(&[failed("203.0.113.150", "a"), failed("203.0.113.150", "b")]);
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no webhook call\n{}", d.log()));
+        assert!(got.starts_with("POST /hook"), "{got}");
+        assert!(
+            got.contains("203.0.113.150") && got.contains("sshd") && got.contains("threshold"),
+            "{got}"
+        );
+        d.stop();
+    }
+}
