@@ -7,6 +7,7 @@
 //! with their kernel timeouts until the next start reconciles them.
 
 pub mod control;
+pub mod health;
 pub mod hostaddr;
 pub mod jail;
 pub mod worker;

@@ -150,6 +150,8 @@ pub struct Worker {
     enforce_latency: crate::metrics::Histogram,
     /// The operations channel (`None`: no dispatcher, e.g. in `simulate`).
     pub alerts: Option<crate::alert::AlertHandle>,
+    /// Silent sources, blind jails, ban spikes.
+    health: super::health::Watch,
 }
 
 impl Worker {
@@ -192,6 +194,7 @@ impl Worker {
             decided: BTreeMap::new(),
             enforce_latency: crate::metrics::Histogram::default(),
             alerts: None,
+            health: super::health::Watch::default(),
         };
         w.build_jails(Vec::new())?;
         for row in w.store.active_bans(now)? {
@@ -294,6 +297,7 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_reconcile = self.clock.now();
         let mut last_prune = SystemTime::UNIX_EPOCH;
+        let mut last_health = SystemTime::UNIX_EPOCH;
         let mut events_open = true;
         let mut control_open = true;
         while events_open || control_open {
@@ -330,6 +334,10 @@ impl Worker {
                         for j in &mut self.jails { j.sweep(now); }
                         self.trusted.retain(|_, until| *until > now);
                     }
+                    if now.duration_since(last_health).unwrap_or(Duration::MAX) >= Duration::from_secs(60) {
+                        self.check_health(now);
+                        last_health = now;
+                    }
                     if now.duration_since(last_prune).unwrap_or(Duration::MAX) >= Duration::from_secs(3600) {
                         self.prune(now);
                         last_prune = now;
@@ -362,6 +370,63 @@ impl Worker {
                 self.counters.store_errors += 1;
                 tracing::error!(error = %e, "store prune failed");
             }
+        }
+    }
+
+    /// Once a minute: feed the health watch and alert on what it finds.
+    fn check_health(&mut self, now: SystemTime) {
+        use crate::alert::{AlertEvent, AlertKind, Severity};
+        use std::sync::atomic::Ordering::Relaxed;
+        let sources: Vec<(String, u64)> = self
+            .sources
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .map(|(n, _, s)| (n.clone(), s.lines.load(Relaxed)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let jails: Vec<(String, u64, u64)> = self
+            .jails
+            .iter()
+            .filter(|j| j.matcher.is_some())
+            .map(|j| {
+                let read = j
+                    .cfg
+                    .sources
+                    .iter()
+                    .filter_map(|s| sources.iter().find(|(n, _)| n == s))
+                    .map(|(_, l)| *l)
+                    .sum();
+                (j.name.to_string(), j.matched, read)
+            })
+            .collect();
+        for h in self.health.tick(now, &sources, &jails, self.counters.bans) {
+            let ev = match h {
+                super::health::Health::Silent { source, per_hour } => AlertEvent::new(
+                    AlertKind::Health,
+                    Severity::High,
+                    now,
+                    &format!("source {source} has been silent for an hour (it usually reads ~{per_hour:.0} lines/h): is the log still written there?"),
+                )
+                .with_key(&format!("silent:{source}")),
+                super::health::Health::Blind { jail, lines } => AlertEvent::new(
+                    AlertKind::Health,
+                    Severity::High,
+                    now,
+                    &format!("jail {jail} matched nothing for a day while its sources read {lines} lines: installed is not effective (check the log sshd really writes)"),
+                )
+                .with_key(&format!("blind:{jail}")),
+                super::health::Health::Spike { bans, baseline } => AlertEvent::new(
+                    AlertKind::Spike,
+                    Severity::High,
+                    now,
+                    &format!("{bans} bans in ten minutes, against a usual {baseline:.1}"),
+                )
+                .with_key("spike:bans"),
+            };
+            tracing::warn!(alert = ?ev.kind, "health");
+            self.alert(ev);
         }
     }
 
