@@ -14,6 +14,8 @@ command -v ssh >/dev/null || need+=(openssh-client)
 # A local SMTP server and a throwaway CA for the alert tests.
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 command -v openssl >/dev/null || need+=(openssl)
+# `ravelin top` is tested in a real terminal.
+command -v tmux >/dev/null || need+=(tmux)
 command -v python3 >/dev/null || need+=(python3)
 # fail2ban: its sample sshd logs are read by the matcher tests (never copied into the repo).
 [ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need+=(fail2ban)

@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod harden;
 pub mod simulate;
 pub mod test_rules;
+pub mod top;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,6 +89,8 @@ pub enum Command {
     },
     /// Alerts: `alert test` sends a test alert through every configured sink.
     Alert(alert::AlertArgs),
+    /// A live view: rates, jails, attempts arriving now, recent bans (Ctrl-C quits).
+    Top(top::TopArgs),
     /// What ravelin knows about an address, and why it did or did not ban it.
     Explain {
         /// The address.
@@ -297,6 +300,10 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                     reply.error.unwrap_or_else(|| "selftest failed".into())
                 )
             }
+        }
+        Command::Top(a) => {
+            let cfg = load(cli)?;
+            top::run(&control::socket_path(&cfg), a, out).map(|()| ExitCode::SUCCESS)
         }
         Command::Simulate(a) => simulate::run(load(cli)?, a, out).map(|()| ExitCode::SUCCESS),
         Command::Firewall(a) => firewall::run(cli.config.as_deref(), a, out),

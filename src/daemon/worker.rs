@@ -40,6 +40,8 @@ const MAX_BATCH: usize = 8192;
 const DEFAULT_MANUAL: Duration = Duration::from_secs(3600);
 /// Observations kept in the store (newest first) and replayed on start.
 const MAX_STORED_OBSERVATIONS: usize = 2_000_000;
+/// Observations kept for `ravelin top`.
+const RECENT: usize = 50;
 /// Trusted addresses remembered at once (oldest dropped first).
 const MAX_TRUSTED: usize = 10_000;
 
@@ -152,6 +154,8 @@ pub struct Worker {
     pub alerts: Option<crate::alert::AlertHandle>,
     /// Silent sources, blind jails, ban spikes.
     health: super::health::Watch,
+    /// The newest observations, for `ravelin top` (bounded).
+    recent: std::collections::VecDeque<Observation>,
 }
 
 impl Worker {
@@ -195,6 +199,7 @@ impl Worker {
             enforce_latency: crate::metrics::Histogram::default(),
             alerts: None,
             health: super::health::Watch::default(),
+            recent: std::collections::VecDeque::new(),
         };
         w.build_jails(Vec::new())?;
         for row in w.store.active_bans(now)? {
@@ -705,6 +710,12 @@ impl Worker {
             }
         }
         let mut obs = std::mem::take(&mut self.observations);
+        for o in obs.iter().rev().take(RECENT).rev() {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(o.clone());
+        }
         if !self.keep_observations {
             obs.clear();
         }
@@ -1400,6 +1411,7 @@ impl Worker {
             "sources": sources,
             "jails": self.jails_json(now),
             "counters": self.counters,
+            "recent": self.recent.iter().rev().map(|o| json!({"time": rfc3339(o.time), "addr": o.addr.to_string(), "rule": &*o.rule, "user": o.user})).collect::<Vec<_>>(),
         })
     }
 }

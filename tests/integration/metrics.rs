@@ -97,3 +97,80 @@ fn the_grafana_dashboard_uses_only_exported_families() {
     }
     assert!(n >= 10, "the dashboard queries too little: {n}");
 }
+
+/// `ravelin top` under a real terminal (tmux): the screen shows the jail, the attempt that
+/// just arrived and the ban it caused.
+#[test]
+fn top_shows_live_attacks_and_bans_in_a_terminal() {
+    if !can_run() {
+        return;
+    }
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: tmux missing (the README's test command installs it)");
+        return;
+    }
+    let ns = Netns::new();
+    let s = Setup::new(2, "", "");
+    std::fs::write(&s.log, "").unwrap();
+    let d = Daemon::start(&ns, &s);
+    s.append(&[failed("203.0.113.177", "a"), failed("203.0.113.177", "b")]);
+    assert!(
+        ns.wait_for(Duration::from_secs(2), |e| e
+            .iter()
+            .any(|x| x == "203.0.113.177"))
+            .is_some()
+    );
+    let session = format!("rvtop{}", std::process::id());
+    let cmd = format!("{BIN} --config {} top --interval 0.3", s.config.display());
+    let st = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "50",
+            &cmd,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut screen = String::new();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(400));
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .unwrap();
+        screen = stdout(&out);
+        if screen.contains("RECENT BANS") && screen.contains("203.0.113.177/32") {
+            break;
+        }
+    }
+    let _ = std::process::Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    for want in [
+        "ravelin top",
+        "JAILS",
+        "sshd",
+        "ATTEMPTS NOW",
+        "203.0.113.177",
+        "RECENT BANS",
+        "203.0.113.177/32",
+        "threshold",
+    ] {
+        assert!(
+            screen.contains(want),
+            "missing {want:?} on screen:\n{screen}"
+        );
+    }
+    d.stop();
+}
