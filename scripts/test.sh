@@ -16,6 +16,8 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
 # `ravelin top` is tested in a real terminal.
 command -v tmux >/dev/null || need+=(tmux)
+# The HTML review is opened in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 command -v python3 >/dev/null || need+=(python3)
 # fail2ban: its sample sshd logs are read by the matcher tests (never copied into the repo).
 [ -d /usr/lib/python3/dist-packages/fail2ban/tests/files/logs ] || need+=(fail2ban)

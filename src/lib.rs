@@ -20,6 +20,7 @@
 //! | [`store`] | SQLite: bans, offence history, checkpoints |
 //! | [`audit`] | posture checks of the effective state, with evidence; `harden ssh` |
 //! | [`firewall`] | the default-deny policy, commit-confirmed apply, kernel scan sets |
+//! | [`report`] | the weekly review from the store, text or one self-contained HTML file |
 //! | [`metrics`] | Prometheus exposition on loopback |
 //! | [`alert`] | one operations channel: grouping, digests, rate limits, sinks |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
@@ -38,5 +39,6 @@ pub mod event;
 pub mod firewall;
 pub mod matcher;
 pub mod metrics;
+pub mod report;
 pub mod source;
 pub mod store;

@@ -89,6 +89,18 @@ pub enum Command {
     },
     /// Alerts: `alert test` sends a test alert through every configured sink.
     Alert(alert::AlertArgs),
+    /// The review: attempts and bans over time, top sources, near misses, threshold suggestions.
+    Report {
+        /// How far back.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Also write one self-contained HTML file (SVG charts, no scripts).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// A live view: rates, jails, attempts arriving now, recent bans (Ctrl-C quits).
     Top(top::TopArgs),
     /// What ravelin knows about an address, and why it did or did not ban it.
@@ -300,6 +312,33 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                     reply.error.unwrap_or_else(|| "selftest failed".into())
                 )
             }
+        }
+        Command::Report { since, html, json } => {
+            let cfg = load(cli)?;
+            let back = parse_duration(since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let now = std::time::SystemTime::now();
+            let from = now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH);
+            let db = cfg.db_path();
+            anyhow::ensure!(
+                db.exists(),
+                "no store at {} (has `ravelin run` used this config?)",
+                db.display()
+            );
+            let mut store = crate::store::SqliteStore::open(&db)?;
+            use crate::store::Store as _;
+            let bans = store.bans_since(from)?;
+            let obs = store.observations_since(from, 2_000_000)?;
+            let r = crate::report::build(&bans, &obs, from, now);
+            if let Some(path) = html {
+                std::fs::write(path, crate::report::html::render(&r))
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+            if *json {
+                print_json(out, &serde_json::to_value(&r)?)?;
+            } else {
+                out.write_all(crate::report::text(&r).as_bytes())?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Top(a) => {
             let cfg = load(cli)?;

@@ -96,6 +96,8 @@ pub trait Store: Send {
     fn active_bans(&mut self, now: SystemTime) -> Result<Vec<BanRow>, StoreError>;
     /// How many bans `target` received since `since` (the escalation history).
     fn prior_bans(&mut self, target: IpNet, since: SystemTime) -> Result<u32, StoreError>;
+    /// Every ban that started at or after `since`, oldest first (for `report`).
+    fn bans_since(&mut self, since: SystemTime) -> Result<Vec<BanRow>, StoreError>;
     /// All rows for `target`, newest first (for `explain`).
     fn history(&mut self, target: IpNet, limit: usize) -> Result<Vec<BanRow>, StoreError>;
     /// A source checkpoint.

@@ -242,6 +242,13 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u32)
     }
 
+    fn bans_since(&mut self, since: SystemTime) -> Result<Vec<BanRow>, StoreError> {
+        self.query_bans(
+            &format!("SELECT {COLUMNS} FROM bans WHERE start >= ?1 ORDER BY start, id"),
+            params![secs(since)],
+        )
+    }
+
     fn history(&mut self, target: IpNet, limit: usize) -> Result<Vec<BanRow>, StoreError> {
         self.query_bans(
             &format!(

@@ -13,4 +13,5 @@ mod detection;
 mod firewall;
 mod journal;
 mod metrics;
+mod report;
 mod rotation;
