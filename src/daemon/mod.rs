@@ -135,6 +135,7 @@ async fn async_main(
         enforcer,
         registry.clone(),
     )?;
+    let audit_task = tokio::spawn(watch_audit(alerts.clone(), config_path.clone()));
     worker.alerts = Some(alerts);
     let worker_thread = std::thread::Builder::new()
         .name("pipeline".into())
@@ -202,6 +203,7 @@ async fn async_main(
     }
     tracing::info!("stopping");
     server.abort();
+    audit_task.abort();
     if let Some(s) = scans {
         s.abort();
     }
@@ -220,6 +222,61 @@ async fn async_main(
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped; kernel bans remain in force until their timeouts");
     Ok(())
+}
+
+/// How often the daemon re-runs the posture audit to notice changes.
+const AUDIT_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Re-run the posture audit periodically and alert on checks of high or critical severity that
+/// newly fail (a drop-in re-enabling passwords, a flushed firewall): changes, not the standing
+/// state, so the channel stays quiet once the operator knows.
+async fn watch_audit(alerts: crate::alert::AlertHandle, config_path: Option<PathBuf>) {
+    use crate::alert::{AlertEvent, AlertKind, Severity};
+    use crate::audit::{Severity as Sev, Status};
+    let mut known: Option<std::collections::HashSet<&'static str>> = None;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    loop {
+        let cp = config_path.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let waivers = crate::audit::load_waivers(cp.as_deref()).unwrap_or_default();
+            let today = chrono::Utc::now().date_naive();
+            let mut ctx = crate::audit::Ctx::live(Duration::from_secs(3));
+            if let Ok(cfg) = Config::load(cp.as_deref()) {
+                ctx.control_socket = cfg.control_socket;
+            }
+            crate::audit::run(&ctx, &waivers, today, None)
+        })
+        .await;
+        if let Ok(report) = report {
+            let failing: Vec<&crate::audit::CheckResult> = report
+                .results
+                .iter()
+                .filter(|r| r.status == Status::Fail && r.severity >= Sev::High)
+                .collect();
+            let ids: std::collections::HashSet<&'static str> =
+                failing.iter().map(|r| r.id).collect();
+            if let Some(before) = &known {
+                for r in failing.iter().filter(|r| !before.contains(r.id)) {
+                    let sev = if r.severity == Sev::Critical {
+                        Severity::Critical
+                    } else {
+                        Severity::High
+                    };
+                    alerts.emit(
+                        AlertEvent::new(
+                            AlertKind::Audit,
+                            sev,
+                            std::time::SystemTime::now(),
+                            &format!("audit: {} now fails: {}", r.id, r.reason),
+                        )
+                        .with_key(&format!("audit:{}", r.id)),
+                    );
+                }
+            }
+            known = Some(ids);
+        }
+        tokio::time::sleep(AUDIT_EVERY).await;
+    }
 }
 
 /// How often the kernel's scanner sets are read.
