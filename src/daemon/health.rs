@@ -39,13 +39,46 @@ pub enum Health {
         /// Lines its sources read meanwhile.
         lines: u64,
     },
-    /// Bans in the last bucket far above the baseline.
+    /// Bans (or attempts) in the last bucket far above the baseline.
     Spike {
-        /// Bans in the bucket.
-        bans: u64,
+        /// `bans` or `attempts`.
+        what: &'static str,
+        /// Count in the bucket.
+        count: u64,
         /// The baseline per bucket.
         baseline: f64,
     },
+}
+
+/// Counts per ten-minute bucket against a smoothed baseline.
+#[derive(Debug, Default)]
+struct Spiker {
+    bucket_start: Option<SystemTime>,
+    count: u64,
+    seen: u64,
+    baseline: Option<f64>,
+}
+
+impl Spiker {
+    /// Feed the running total; at the end of a bucket, return (count, baseline) if it spiked.
+    fn feed(&mut self, total: u64, now: SystemTime, min: f64) -> Option<(u64, f64)> {
+        let start = *self.bucket_start.get_or_insert(now);
+        self.count += total.saturating_sub(self.seen);
+        self.seen = total;
+        if now.duration_since(start).unwrap_or_default() < BUCKET {
+            return None;
+        }
+        let n = self.count as f64;
+        let spike = self
+            .baseline
+            .filter(|b| n > min.max(SPIKE_FACTOR * b))
+            .map(|b| (self.count, b));
+        // The spike itself moves the baseline only a little.
+        self.baseline = Some(self.baseline.map_or(n, |b| b * (1.0 - ALPHA) + n * ALPHA));
+        self.bucket_start = Some(now);
+        self.count = 0;
+        spike
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,10 +105,8 @@ struct JailState {
 pub struct Watch {
     sources: HashMap<String, SourceState>,
     jails: HashMap<String, JailState>,
-    bucket_start: Option<SystemTime>,
-    bucket_bans: u64,
-    baseline: Option<f64>,
-    bans_seen: u64,
+    bans: Spiker,
+    attempts: Spiker,
 }
 
 impl Watch {
@@ -87,6 +118,7 @@ impl Watch {
         sources: &[(String, u64)],
         jails: &[(String, u64, u64)],
         bans: u64,
+        attempts: u64,
     ) -> Vec<Health> {
         let mut out = Vec::new();
         for (name, lines) in sources {
@@ -152,22 +184,19 @@ impl Watch {
                 });
             }
         }
-        let start = *self.bucket_start.get_or_insert(now);
-        self.bucket_bans += bans.saturating_sub(self.bans_seen);
-        self.bans_seen = bans;
-        if now.duration_since(start).unwrap_or_default() >= BUCKET {
-            let n = self.bucket_bans as f64;
-            match self.baseline {
-                Some(b) if n > SPIKE_MIN.max(SPIKE_FACTOR * b) => out.push(Health::Spike {
-                    bans: self.bucket_bans,
-                    baseline: b,
-                }),
-                _ => {}
-            }
-            // The spike itself moves the baseline only a little.
-            self.baseline = Some(self.baseline.map_or(n, |b| b * (1.0 - ALPHA) + n * ALPHA));
-            self.bucket_start = Some(now);
-            self.bucket_bans = 0;
+        if let Some((count, baseline)) = self.bans.feed(bans, now, SPIKE_MIN) {
+            out.push(Health::Spike {
+                what: "bans",
+                count,
+                baseline,
+            });
+        }
+        if let Some((count, baseline)) = self.attempts.feed(attempts, now, SPIKE_MIN * 10.0) {
+            out.push(Health::Spike {
+                what: "attempts",
+                count,
+                baseline,
+            });
         }
         out
     }
@@ -187,7 +216,7 @@ mod tests {
         for _ in 0..360 {
             lines += 1;
             assert!(
-                w.tick(from_unix_secs(t), &[("auth".into(), lines)], &[], 0)
+                w.tick(from_unix_secs(t), &[("auth".into(), lines)], &[], 0, 0)
                     .is_empty()
             );
             t += 60;
@@ -195,7 +224,7 @@ mod tests {
         // Then silence: nothing before an hour, one report after, not repeated.
         let mut reports = Vec::new();
         for _ in 0..120 {
-            reports.extend(w.tick(from_unix_secs(t), &[("auth".into(), lines)], &[], 0));
+            reports.extend(w.tick(from_unix_secs(t), &[("auth".into(), lines)], &[], 0, 0));
             t += 60;
         }
         assert_eq!(reports.len(), 1, "{reports:?}");
@@ -208,6 +237,7 @@ mod tests {
                 from_unix_secs(t + i * 60),
                 &[("rare".into(), i / 200)],
                 &[],
+                0,
                 0,
             ));
         }
@@ -224,6 +254,7 @@ mod tests {
                 &[],
                 &[("sshd".into(), 0, h * 100)],
                 0,
+                0,
             ));
         }
         assert_eq!(out.len(), 1, "{out:?}");
@@ -236,6 +267,7 @@ mod tests {
                 from_unix_secs(h * 3600),
                 &[],
                 &[("sshd".into(), h, h * 100)],
+                0,
                 0,
             ));
         }
@@ -250,16 +282,54 @@ mod tests {
         // Two bans every ten minutes for a day: the baseline.
         for i in 0..144u64 {
             bans += 2;
-            out.extend(w.tick(from_unix_secs(i * 600), &[], &[], bans));
+            out.extend(w.tick(from_unix_secs(i * 600), &[], &[], bans, 0));
         }
         assert!(out.is_empty(), "{out:?}");
         // Then 60 in ten minutes.
         bans += 60;
-        out.extend(w.tick(from_unix_secs(144 * 600), &[], &[], bans));
-        out.extend(w.tick(from_unix_secs(145 * 600), &[], &[], bans));
+        out.extend(w.tick(from_unix_secs(144 * 600), &[], &[], bans, 0));
+        out.extend(w.tick(from_unix_secs(145 * 600), &[], &[], bans, 0));
         assert!(
-            out.iter()
-                .any(|h| matches!(h, Health::Spike { bans: 60, .. })),
+            out.iter().any(|h| matches!(
+                h,
+                Health::Spike {
+                    what: "bans",
+                    count: 60,
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use super::*;
+    use crate::clock::from_unix_secs;
+
+    #[test]
+    fn attempts_far_above_their_baseline_are_a_spike_too() {
+        let mut w = Watch::default();
+        let mut attempts = 0;
+        let mut out = Vec::new();
+        for i in 0..144u64 {
+            attempts += 30;
+            out.extend(w.tick(from_unix_secs(i * 600), &[], &[], 0, attempts));
+        }
+        assert!(out.is_empty(), "{out:?}");
+        attempts += 1000;
+        out.extend(w.tick(from_unix_secs(144 * 600), &[], &[], 0, attempts));
+        out.extend(w.tick(from_unix_secs(145 * 600), &[], &[], 0, attempts));
+        assert!(
+            out.iter().any(|h| matches!(
+                h,
+                Health::Spike {
+                    what: "attempts",
+                    count: 1000,
+                    ..
+                }
+            )),
             "{out:?}"
         );
     }

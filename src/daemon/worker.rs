@@ -406,7 +406,13 @@ impl Worker {
                 (j.name.to_string(), j.matched, read)
             })
             .collect();
-        for h in self.health.tick(now, &sources, &jails, self.counters.bans) {
+        for h in self.health.tick(
+            now,
+            &sources,
+            &jails,
+            self.counters.bans,
+            self.counters.matched,
+        ) {
             let ev = match h {
                 super::health::Health::Silent { source, per_hour } => AlertEvent::new(
                     AlertKind::Health,
@@ -422,13 +428,13 @@ impl Worker {
                     &format!("jail {jail} matched nothing for a day while its sources read {lines} lines: installed is not effective (check the log sshd really writes)"),
                 )
                 .with_key(&format!("blind:{jail}")),
-                super::health::Health::Spike { bans, baseline } => AlertEvent::new(
+                super::health::Health::Spike { what, count, baseline } => AlertEvent::new(
                     AlertKind::Spike,
                     Severity::High,
                     now,
-                    &format!("{bans} bans in ten minutes, against a usual {baseline:.1}"),
+                    &format!("{count} {what} in ten minutes, against a usual {baseline:.1}"),
                 )
-                .with_key("spike:bans"),
+                .with_key(&format!("spike:{what}")),
             };
             tracing::warn!(alert = ?ev.kind, "health");
             self.alert(ev);
