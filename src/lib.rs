@@ -34,6 +34,7 @@ pub mod detect;
 pub mod enforce;
 pub mod event;
 pub mod firewall;
+pub mod honeypot;
 pub mod matcher;
 pub mod metrics;
 pub mod source;
