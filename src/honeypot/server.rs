@@ -104,6 +104,7 @@ pub async fn serve(
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("decoy: session cap reached, closing {peer}");
             continue; // over the global cap: dropping the stream closes it
         };
         let addr = normalize_addr(peer.ip());
@@ -111,6 +112,7 @@ pub async fn serve(
             let mut m = per_addr.lock().unwrap_or_else(|p| p.into_inner());
             let n = m.entry(addr).or_insert(0);
             if *n >= cfg.limits.max_per_addr {
+                tracing::debug!("decoy: {addr} has {n} sessions open, closing {peer}");
                 continue;
             }
             *n += 1;

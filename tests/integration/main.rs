@@ -8,6 +8,7 @@ mod harness;
 mod audit;
 mod bans;
 mod cli;
+mod decoy;
 mod detection;
 mod firewall;
 mod journal;
