@@ -275,6 +275,47 @@ mod tests {
         assert_eq!(c.rule(), Some("decoy.command"));
     }
 
+    #[tokio::test]
+    async fn writer_appends_json_lines_and_forwards_observations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        let (obs_tx, mut obs_rx) = mpsc::channel(16);
+        let (sink, task) = start_writer(&path, "web-01".into(), Some(obs_tx))
+            .await
+            .unwrap();
+        sink.emit(ev(
+            "cowrie.session.connect",
+            json!({"message": "New connection"}),
+        ));
+        sink.emit(ev("cowrie.client.version", json!({"version": "SSH-2.0-x"})));
+        sink.emit(ev(
+            "cowrie.login.failed",
+            json!({"username": "root", "password": "123456"}),
+        ));
+        let stats = sink.stats.clone();
+        drop(sink);
+        task.await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["eventid"].to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "\"cowrie.session.connect\"",
+                "\"cowrie.client.version\"",
+                "\"cowrie.login.failed\""
+            ]
+        );
+        assert_eq!(stats.written.load(Ordering::Relaxed), 3);
+        let mut rules = Vec::new();
+        while let Ok(SourceEvent::Observation(o)) = obs_rx.try_recv() {
+            rules.push(o.rule.to_string());
+        }
+        assert_eq!(rules, ["decoy.connect", "decoy.login.failed"]);
+    }
+
     #[test]
     fn session_ids_look_like_cowrie() {
         let id = new_session_id();

@@ -140,7 +140,7 @@ pub async fn serve(
 /// russh's configuration: the banner, our keys, and algorithm lists in OpenSSH 9.2's order
 /// restricted to what russh implements (no post-quantum ML-KEM, which 9.2 did not have).
 fn russh_config(cfg: &DecoyConfig, keys: Vec<russh::keys::PrivateKey>) -> russh::server::Config {
-    use russh::{cipher, kex, mac};
+    use russh::{cipher, compression, kex, mac};
     const KEX: &[kex::Name] = &[
         kex::CURVE25519,
         kex::CURVE25519_PRE_RFC_8731,
@@ -170,6 +170,8 @@ fn russh_config(cfg: &DecoyConfig, keys: Vec<russh::keys::PrivateKey>) -> russh:
         mac::HMAC_SHA512,
         mac::HMAC_SHA1,
     ];
+    // OpenSSH offers delayed compression only (`zlib@openssh.com`, after auth).
+    const COMPRESSION: &[compression::Name] = &[compression::NONE, compression::ZLIB_LEGACY];
     russh::server::Config {
         server_id: SshId::Standard(Cow::Owned(cfg.banner.clone())),
         methods: methods(),
@@ -182,6 +184,7 @@ fn russh_config(cfg: &DecoyConfig, keys: Vec<russh::keys::PrivateKey>) -> russh:
             kex: Cow::Borrowed(KEX),
             cipher: Cow::Borrowed(CIPHERS),
             mac: Cow::Borrowed(MACS),
+            compression: Cow::Borrowed(COMPRESSION),
             ..Default::default()
         },
         nodelay: true,
