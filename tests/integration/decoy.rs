@@ -332,3 +332,98 @@ fn limits_per_address_and_auth_deadline_and_slow_clients_block_no_one() {
     let ev = d.wait_events(|e| of(e, "cowrie.session.closed").len() >= 3);
     assert!(of(&ev, "cowrie.session.closed").len() >= 3, "{ev:#?}");
 }
+
+/// Every fixture session, typed into an interactive shell (`ssh -tt`), is recorded line by
+/// line, answers the probe, and ends with `exit`.
+#[test]
+fn interactive_shell_replays_every_fixture_session() {
+    if !have_ssh() {
+        return;
+    }
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/attack-sessions"
+    );
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("SKIP: {dir} not present");
+        return;
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    let d = Decoy::start(&["--hostname", "web-07"]);
+    let good = ravelin::honeypot::auth::AuthPolicy::new(SECRET)
+        .an_accepted_password("root")
+        .unwrap();
+    let askpass = d.dir.path().join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut child = Command::new("timeout")
+        .args(["30", "ssh", "-tt", "-p", &d.port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        let mut script = lines.join("\n");
+        script.push_str("\nexit\n");
+        std::io::Write::write_all(&mut stdin, script.as_bytes()).unwrap();
+        // Keep stdin open until the server ends the session on `exit`.
+        let o = child.wait_with_output().unwrap();
+        drop(stdin);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.contains("root@web-07:~# "), "{out}");
+        // Typed ahead, as bots do: the echo comes first, then each answer after a prompt.
+        assert!(out.contains("# ok\r\n"), "{out}");
+        assert!(out.contains("Linux web-07 "), "{out}");
+        assert!(out.ends_with("logout\r\n"), "{out}");
+    }
+    let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
+    let inputs: Vec<&str> = of(&ev, "cowrie.command.input")
+        .iter()
+        .map(|e| e["input"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+    want.push("exit");
+    assert_eq!(inputs, want);
+    assert!(
+        of(&ev, "cowrie.command.failed")
+            .iter()
+            .any(|e| e["message"] == "Command not found: lockr")
+    );
+}
