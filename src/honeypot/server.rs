@@ -757,3 +757,86 @@ impl russh::server::Handler for Decoy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::honeypot::DEFAULT_BANNER;
+
+    /// The daemon-facing API: `serve` with an observation channel, driven by the real ssh
+    /// client; a refused login arrives as `decoy.login.failed` for 127.0.0.1.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_sends_observations_to_the_daemon_channel() {
+        if std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: needs the OpenSSH client");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cfg = DecoyConfig {
+            banner: DEFAULT_BANNER.into(),
+            state_dir: dir.path().join("state"),
+            events_file: dir.path().join("events.json"),
+            sensor: None,
+            hostname: None,
+            limits: Limits::default(),
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, cfg, Some(tx), async {
+            let _ = stop_rx.await;
+        }));
+        let askpass = dir.path().join("askpass");
+        std::fs::write(&askpass, "#!/bin/sh\necho 'Xk9-not-a-plausible-password'\n").unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let status = tokio::process::Command::new("ssh")
+            .args(["-p", &port.to_string(), "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args(["-o", "NumberOfPasswordPrompts=1", "root@127.0.0.1", "id"])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(255));
+        let mut rules = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = rx.recv().await {
+                if let SourceEvent::Observation(o) = ev {
+                    rules.push(o.rule.to_string());
+                    if &*o.rule == "decoy.login.failed" {
+                        return Some(o);
+                    }
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("a decoy.login.failed observation");
+        assert_eq!(found.addr.to_string(), "127.0.0.1");
+        assert_eq!(found.user.as_deref(), Some("root"));
+        assert_eq!(&*found.source, "decoy");
+        assert_eq!(rules, ["decoy.connect", "decoy.login.failed"]);
+        let _ = stop_tx.send(());
+        server.await.unwrap().unwrap();
+    }
+}

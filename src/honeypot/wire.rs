@@ -65,7 +65,7 @@ impl<S> Watched<S> {
         if self.tap.killed.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("session ended by the decoy"));
         }
-        if self.tap.bytes.load(Ordering::Relaxed) > self.max_bytes {
+        if self.tap.bytes.load(Ordering::Relaxed) >= self.max_bytes {
             return Err(std::io::Error::other("session byte limit reached"));
         }
         Ok(())
@@ -109,6 +109,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.check()?;
+        // A short write keeps one large packet from overshooting the budget; the next call
+        // fails once it is spent.
+        let room = this
+            .max_bytes
+            .saturating_sub(this.tap.bytes.load(Ordering::Relaxed));
+        if room == 0 {
+            return Poll::Ready(Err(std::io::Error::other("session byte limit reached")));
+        }
+        let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = r {
             this.tap.bytes.fetch_add(n as u64, Ordering::Relaxed);

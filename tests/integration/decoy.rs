@@ -427,3 +427,60 @@ fn interactive_shell_replays_every_fixture_session() {
             .any(|e| e["message"] == "Command not found: lockr")
     );
 }
+
+/// The byte budget cuts a session that pulls too much; the total lifetime ends a session
+/// that stays logged in and idle-but-alive.
+#[test]
+fn byte_budget_and_session_lifetime_end_sessions() {
+    if !have_ssh() {
+        return;
+    }
+    let good = ravelin::honeypot::auth::AuthPolicy::new(SECRET)
+        .an_accepted_password("root")
+        .unwrap();
+    let d = Decoy::start(&["--max-bytes", "20000"]);
+    let big = vec!["cat /proc/cpuinfo"; 30].join("; ");
+    let (code, out, _) = d.ssh("root", good, &big);
+    assert_ne!(code, 0);
+    assert!(out.len() < 20_000, "{} bytes got through", out.len());
+    let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
+    assert_eq!(of(&ev, "cowrie.session.closed").len(), 1);
+
+    let d = Decoy::start(&["--session-timeout", "2s"]);
+    let askpass = d.dir.path().join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let t0 = Instant::now();
+    let mut child = Command::new("timeout")
+        .args(["20", "ssh", "-tt", "-p", &d.port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::piped()) // held open: the client never leaves by itself
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take();
+    let st = child.wait().unwrap();
+    let took = t0.elapsed();
+    assert_ne!(st.code(), Some(124), "the decoy did not end the session");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
+    let closed = of(&ev, "cowrie.session.closed");
+    let ms = closed[0]["duration_ms"].as_u64().unwrap();
+    assert!((1900..8000).contains(&ms), "{ms}");
+}
