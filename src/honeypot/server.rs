@@ -314,9 +314,29 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, src: SocketAddr) {
     };
     if let Some(mut running) = started {
         let mut auth_checked = false;
+        // Idle: no byte in either direction for `idle_timeout`. Checked here from the tap's
+        // counter rather than left to russh, whose inactivity timer is reset by the server's
+        // own loop iterations.
+        let mut tick = tokio::time::interval((limits.idle_timeout / 4).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(1),
+        ));
+        let mut last_bytes = 0;
+        let mut last_change = Instant::now();
         loop {
             tokio::select! {
                 _ = &mut running => break,
+                _ = tick.tick() => {
+                    let now_bytes = tap.bytes.load(Ordering::Relaxed);
+                    if now_bytes != last_bytes {
+                        last_bytes = now_bytes;
+                        last_change = Instant::now();
+                    } else if last_change.elapsed() >= limits.idle_timeout {
+                        tap.kill();
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut running).await;
+                        break;
+                    }
+                }
                 () = &mut auth_deadline, if !auth_checked => {
                     auth_checked = true;
                     if !conn.authed.load(Ordering::SeqCst) {

@@ -446,41 +446,57 @@ fn byte_budget_and_session_lifetime_end_sessions() {
     let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
     assert_eq!(of(&ev, "cowrie.session.closed").len(), 1);
 
-    let d = Decoy::start(&["--session-timeout", "2s"]);
-    let askpass = d.dir.path().join("askpass");
-    std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let t0 = Instant::now();
-    let mut child = Command::new("timeout")
-        .args(["20", "ssh", "-tt", "-p", &d.port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
-        .stdin(Stdio::piped()) // held open: the client never leaves by itself
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _stdin = child.stdin.take();
-    let st = child.wait().unwrap();
-    let took = t0.elapsed();
-    assert_ne!(st.code(), Some(124), "the decoy did not end the session");
-    assert!(took < Duration::from_secs(8), "{took:?}");
-    let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
-    let closed = of(&ev, "cowrie.session.closed");
-    let ms = closed[0]["duration_ms"].as_u64().unwrap();
-    assert!((1900..8000).contains(&ms), "{ms}");
+    // A client that stays logged in and never leaves: ended by the total lifetime (keys
+    // typed every 500 ms keep it from being idle), or by the idle timeout (nothing typed).
+    for (flag, typing) in [("--session-timeout", true), ("--idle-timeout", false)] {
+        let d = Decoy::start(&[flag, "2s"]);
+        let askpass = d.dir.path().join("askpass");
+        std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let t0 = Instant::now();
+        let mut child = Command::new("timeout")
+            .args(["20", "ssh", "-tt", "-p", &d.port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::piped()) // held open: the client never leaves by itself
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let st = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if typing {
+                let _ = std::io::Write::write_all(&mut stdin, b"x");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let took = t0.elapsed();
+        assert_ne!(
+            st.code(),
+            Some(124),
+            "{flag}: the decoy did not end the session"
+        );
+        assert!(took < Duration::from_secs(8), "{flag}: {took:?}");
+        let ev = d.wait_events(|e| !of(e, "cowrie.session.closed").is_empty());
+        let closed = of(&ev, "cowrie.session.closed");
+        let ms = closed[0]["duration_ms"].as_u64().unwrap();
+        assert!((1900..8000).contains(&ms), "{flag}: {ms}");
+    }
 }
