@@ -12,7 +12,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use anyhow::Context;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
@@ -27,6 +27,7 @@ use super::profile::HostProfile;
 use super::shell::{self, Shell};
 use super::wire::{ClientHello, Tap, Watched};
 use super::{DecoyConfig, Limits};
+use crate::clock::{Clock, SystemClock};
 use crate::event::normalize_addr;
 use crate::source::SourceEvent;
 
@@ -225,7 +226,7 @@ impl Conn {
     fn emit(&self, eventid: &'static str, fields: Value) {
         self.sink.emit(DecoyEvent {
             eventid,
-            time: SystemTime::now(),
+            time: SystemClock.now(),
             src: self.src,
             dst: self.dst,
             session: self.id.clone(),
@@ -402,6 +403,7 @@ impl Decoy {
             "cowrie.command.input",
             json!({"input": input, "message": format!("CMD: {input}")}),
         );
+        st.shell.set_now(SystemClock.now());
         let out = st.shell.run(line);
         for name in &out.not_found {
             let name = clip(name);
@@ -414,7 +416,7 @@ impl Decoy {
     }
 
     fn new_shell(&self) -> Shell {
-        Shell::new(self.shared.profile.clone(), &self.user)
+        Shell::new(self.shared.profile.clone(), &self.user, SystemClock.now())
     }
 
     fn motd(&self) -> String {

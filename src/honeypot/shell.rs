@@ -14,6 +14,8 @@
 //!   consistent machine (Cowrie's mismatches are how bots spot it).
 //! - **Bash's words for bash's errors.** Unknown commands answer exactly as bash does.
 
+use std::time::SystemTime;
+
 use super::profile::HostProfile;
 
 /// Longest command line accepted (bytes); the rest is dropped.
@@ -306,11 +308,14 @@ pub struct Shell {
     profile: HostProfile,
     cwd: String,
     user: String,
+    /// Wall-clock time for `uptime`, `w`, `date`-like output; set by the caller (the shell
+    /// never reads the clock itself).
+    now: SystemTime,
 }
 
 impl Shell {
-    /// A shell logged in as `user` on `profile`.
-    pub fn new(profile: HostProfile, user: &str) -> Self {
+    /// A shell logged in as `user` on `profile`, at time `now`.
+    pub fn new(profile: HostProfile, user: &str, now: SystemTime) -> Self {
         let user = if user.is_empty() { "root" } else { user };
         let home = if user == "root" {
             "/root".to_owned()
@@ -321,7 +326,17 @@ impl Shell {
             profile,
             cwd: home,
             user: user.to_owned(),
+            now,
         }
+    }
+
+    /// Move the shell's clock (call before each line with the current time).
+    pub fn set_now(&mut self, now: SystemTime) {
+        self.now = now;
+    }
+
+    fn clock(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::<chrono::Utc>::from(self.now)
     }
 
     /// The interactive prompt, e.g. `root@web-03:~# `.
@@ -481,11 +496,8 @@ impl Shell {
             "wc" => ok(wc(args, stdin)),
             "awk" => ok(awk(args, stdin)),
             "cut" => ok(cut_cmd(args, stdin)),
-            "w" => ok(w(p, &self.user)),
-            "uptime" => ok(format!(
-                " 08:14:02 up {} days,  3:12,  1 user,  load average: 0.08, 0.03, 0.01\n",
-                p.uptime_days
-            )),
+            "w" => ok(w(p, &self.user, self.clock())),
+            "uptime" => ok(uptime_line(p, self.clock())),
             "crontab" => fail(format!("no crontab for {}\n", self.user), 1),
             "df" => ok(df(p)),
             "lscpu" => ok(lscpu(p)),
@@ -516,7 +528,7 @@ impl Shell {
                 fail(
                     format!(
                         "--{}--  {url}\nConnecting to {host}:80... failed: Connection timed out.\nRetrying.\n",
-                        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+                        self.clock().format("%Y-%m-%d %H:%M:%S")
                     ),
                     4,
                 )
@@ -1030,12 +1042,20 @@ fn cut_cmd(args: &[&str], stdin: &str) -> String {
     out
 }
 
-fn w(p: &HostProfile, user: &str) -> String {
+fn uptime_line(p: &HostProfile, now: chrono::DateTime<chrono::Utc>) -> String {
     format!(
-        " 08:14:02 up {} days,  3:12,  1 user,  load average: 0.08, 0.03, 0.01\n\
-         USER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT\n\
-         {user:<8} pts/0    -                08:13    0.00s  0.01s  0.00s w\n",
+        " {} up {} days,  3:12,  1 user,  load average: 0.08, 0.03, 0.01\n",
+        now.format("%H:%M:%S"),
         p.uptime_days
+    )
+}
+
+fn w(p: &HostProfile, user: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}USER     TTY      FROM             LOGIN@   IDLE   JCPU   PCPU WHAT\n\
+         {user:<8} pts/0    -                {}    0.00s  0.01s  0.00s w\n",
+        uptime_line(p, now),
+        now.format("%H:%M"),
     )
 }
 
@@ -1086,7 +1106,8 @@ mod tests {
     use super::*;
 
     fn shell() -> Shell {
-        Shell::new(HostProfile::from_seed(7), "root")
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_248_000);
+        Shell::new(HostProfile::from_seed(7), "root", t)
     }
 
     #[test]
@@ -1156,6 +1177,14 @@ mod tests {
         assert!(sh.prompt().ends_with(":/tmp# "));
         sh.run("cd ~");
         assert!(sh.prompt().ends_with(":~# "));
+    }
+
+    #[test]
+    fn time_comes_from_the_caller() {
+        let mut sh = shell();
+        assert!(sh.run("uptime").out.starts_with(" 08:00:00 up "));
+        sh.set_now(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_248_000 + 61));
+        assert!(sh.run("w").out.starts_with(" 08:01:01 up "));
     }
 
     #[test]

@@ -500,3 +500,23 @@ fn byte_budget_and_session_lifetime_end_sessions() {
         assert!((1900..8000).contains(&ms), "{flag}: {ms}");
     }
 }
+
+#[test]
+fn global_session_cap_closes_extra_connections_at_accept() {
+    let d = Decoy::start(&["--max-sessions", "1"]);
+    let first = first_line(d.port);
+    assert!(first.starts_with("SSH-2.0-"));
+    let mut held = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let mut banner = [0u8; 8];
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // `first_line`'s connection is gone; wait until its slot is free, then hold the only one.
+    let t0 = Instant::now();
+    while held.read(&mut banner).unwrap_or(0) == 0 && t0.elapsed() < Duration::from_secs(5) {
+        held = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    assert_eq!(&banner, b"SSH-2.0-");
+    let mut extra = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    assert!(closed_within(&mut extra, Duration::from_secs(3)).is_some());
+    drop(held);
+}
