@@ -24,7 +24,9 @@ pub struct Tap {
     /// Bytes read from and written to the client.
     pub bytes: AtomicU64,
     killed: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    /// The last read and write wakers, so a kill also ends a session stuck writing to a client
+    /// that never reads.
+    wakers: Mutex<[Option<Waker>; 2]>,
 }
 
 impl Tap {
@@ -33,13 +35,19 @@ impl Tap {
         self.captured.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// End the session: pending and future reads fail.
+    fn register(&self, slot: usize, cx: &Context<'_>) {
+        if let Ok(mut w) = self.wakers.lock() {
+            w[slot] = Some(cx.waker().clone());
+        }
+    }
+
+    /// End the session: pending and future reads and writes fail.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        if let Ok(mut w) = self.waker.lock()
-            && let Some(w) = w.take()
-        {
-            w.wake();
+        if let Ok(mut w) = self.wakers.lock() {
+            for w in w.iter_mut().filter_map(Option::take) {
+                w.wake();
+            }
         }
     }
 }
@@ -79,10 +87,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        // Register before checking, so a kill in between still wakes this task.
+        this.tap.register(0, cx);
         this.check()?;
-        if let Ok(mut w) = this.tap.waker.lock() {
-            *w = Some(cx.waker().clone());
-        }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
@@ -119,6 +126,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         }
         let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if r.is_pending() {
+            this.tap.register(1, cx);
+            this.check()?;
+        }
         if let Poll::Ready(Ok(n)) = r {
             this.tap.bytes.fetch_add(n as u64, Ordering::Relaxed);
         }
