@@ -37,6 +37,7 @@ pub mod detect;
 pub mod enforce;
 pub mod event;
 pub mod firewall;
+pub mod honeypot;
 pub mod matcher;
 pub mod metrics;
 pub mod report;

@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod audit;
+pub mod decoy;
 pub mod firewall;
 pub mod harden;
 pub mod simulate;
@@ -115,6 +116,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Write a hardening drop-in (ssh), show the diff, validate it with the real daemon.
     Harden(harden::HardenArgs),
+    /// The SSH decoy (honeypot): `decoy serve` runs it in the foreground.
+    Decoy(decoy::DecoyArgs),
 }
 
 /// Entry point used by `main.rs`.
@@ -287,6 +290,7 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(a) => audit::run(a, cli.config.as_deref(), out),
         Command::Harden(a) => harden::run(a, out),
+        Command::Decoy(a) => decoy::run(a, out),
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
         Command::Selftest { json } => {
             let cfg = load(cli)?;

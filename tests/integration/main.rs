@@ -9,6 +9,7 @@ mod alert;
 mod audit;
 mod bans;
 mod cli;
+mod decoy;
 mod detection;
 mod firewall;
 mod journal;

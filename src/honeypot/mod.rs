@@ -1,0 +1,92 @@
+//! The SSH decoy: a real SSH-2 server (russh) that records what attackers try and do, and
+//! feeds the ban pipeline as a structured source.
+//!
+//! ```text
+//!  TcpListener ─accept─▶ limits (global, per address) ─▶ session task (russh + Handler)
+//!                                                            │  auth policy, shell
+//!                                                            ▼
+//!                                       EventSink ──▶ writer task ──▶ Cowrie JSON lines
+//!                                                 └──▶ SourceEvent::Observation ──▶ daemon
+//! ```
+//!
+//! | module | role |
+//! |---|---|
+//! | [`server`] | accept loop, limits and timeouts, the russh handler |
+//! | [`auth`] | which credentials are accepted (deterministic, keyed, plausible only) |
+//! | [`shell`] | bounded command-line parser and emulated commands (sans-I/O) |
+//! | [`profile`] | the one host the decoy pretends to be, chosen per install |
+//! | [`events`] | Cowrie-compatible events, the writer task, observations |
+//! | [`keys`] | host keys and the per-install secret in the state directory |
+//! | [`wire`] | the watched byte stream: client version, HASSH, byte budget, kill switch |
+//!
+//! Why shaped so: the decoy is meant to run as its own unprivileged, sandboxed process that
+//! receives an already-bound listening socket ([`serve`] takes a `TcpListener`, however it was
+//! made) and reaches no network but its accepted connections; nothing in here opens an
+//! outbound socket, runs a program or fetches a URL. Every session is its own task with its
+//! own deadlines, so one slow or hostile client never holds up another.
+
+pub mod auth;
+pub mod events;
+pub mod keys;
+pub mod profile;
+pub mod server;
+pub mod shell;
+pub mod wire;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use server::serve;
+
+/// The banner a current Debian 12 OpenSSH sends (without the trailing CR LF).
+pub const DEFAULT_BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
+
+/// Everything the decoy needs to run.
+#[derive(Debug, Clone)]
+pub struct DecoyConfig {
+    /// Identification string sent to clients (must start with `SSH-2.0-`).
+    pub banner: String,
+    /// Where host keys and the per-install secret live (created 0700).
+    pub state_dir: PathBuf,
+    /// Cowrie-compatible JSON lines go here (appended).
+    pub events_file: PathBuf,
+    /// `sensor` field of the events (default: the emulated hostname).
+    pub sensor: Option<String>,
+    /// Hostname of the emulated machine (default: chosen per install).
+    pub hostname: Option<String>,
+    /// Limits applied to every session.
+    pub limits: Limits,
+}
+
+/// Bounds on what one client (or all of them) can make the decoy hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sessions open at once; further connections are closed at accept.
+    pub max_sessions: usize,
+    /// Sessions open at once from one address.
+    pub max_per_addr: usize,
+    /// Time from accept to a successful login.
+    pub auth_timeout: Duration,
+    /// Time without traffic before a session is closed.
+    pub idle_timeout: Duration,
+    /// Total lifetime of a session.
+    pub session_timeout: Duration,
+    /// Bytes in both directions per session.
+    pub max_bytes: u64,
+    /// Login attempts per connection (as sshd's `MaxAuthTries`).
+    pub max_auth_tries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 2000,
+            max_per_addr: 10,
+            auth_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(180),
+            session_timeout: Duration::from_secs(900),
+            max_bytes: 4 * 1024 * 1024,
+            max_auth_tries: 6,
+        }
+    }
+}
