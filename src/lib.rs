@@ -21,6 +21,7 @@
 //! | [`audit`] | posture checks of the effective state, with evidence; `harden ssh` |
 //! | [`firewall`] | the default-deny policy, commit-confirmed apply, kernel scan sets |
 //! | [`report`] | the weekly review from the store, text or one self-contained HTML file |
+//! | [`honeypot`] | the SSH decoy: russh server, recorded auth, Cowrie events, bounded shell |
 //! | [`metrics`] | Prometheus exposition on loopback |
 //! | [`alert`] | one operations channel: grouping, digests, rate limits, sinks |
 //! | [`daemon`] | wiring, reload, shutdown, control socket |
