@@ -35,8 +35,19 @@ for line in [
     "<38>Nov 21 06:00:00 h sshd[1]: error: PAM: Authentication failure for root from 2001:db8::1",
     "Nov 21 06:00:00 h sshd[1]: [ID 800047 auth.info] Failed password for invalid user a from 1.2.3.4 port 2 ssh2",
     "2026-11-21T06:13:45.123456+01:00 host sshd-session[1]: Connection closed by authenticating user root 1.2.3.4 port 5 [preauth]",
+    # the one rule with no example in the matcher's unit tests
+    "Nov 21 06:13:45 host sshd[123]: Disconnecting invalid user admin 203.0.113.5 port 22: Change of username or service not allowed: (admin,ssh-connection) -> (root,ssh-connection) [preauth]",
 ]:
     put("matcher_line", line)
+
+# Every (message, expectation) pair in the matcher's unit tests, so each rule's shape is in
+# the corpus (rules are table-driven: coverage alone does not keep one input per rule).
+matcher_tests = (ROOT / "src" / "matcher" / "tests.rs").read_text()
+STR = r'"((?:[^"\\]|\\.)*)"'
+for msg, _want in re.findall(r"\(\s*" + STR + r",\s*" + STR + r",?\s*\)", matcher_tests):
+    msg = msg.encode().decode("unicode_escape")
+    put("matcher_line", "Nov 21 06:13:45 host sshd[123]: " + msg)
+    put("matcher_journal", bytes([5]) + struct.pack("<Q", 1795240933250117) + msg.encode() + b"\xffsshd")
 
 # Journal JSON lines, and the same records laid out for matcher_journal.
 jsonl = FIX / "journal" / "sshd.jsonl"
