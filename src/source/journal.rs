@@ -230,6 +230,15 @@ fn parse_entry(line: &[u8], stats: &SourceStats) -> Result<Entry, serde_json::Er
     Ok(Entry { body, cursor })
 }
 
+/// Fuzzing entry point (not API): [`parse_entry`] on one stdout line of `journalctl -o json`.
+/// `None` if the line is not a journal JSON object; else the record body (if the entry had a
+/// usable message) and the entry's cursor (if valid).
+#[doc(hidden)]
+pub fn fuzz_parse_line(bytes: &[u8]) -> Option<(Option<RecordBody>, Option<String>)> {
+    let entry = parse_entry(bytes, &SourceStats::default()).ok()?;
+    Some((entry.body, entry.cursor))
+}
+
 /// How reading one line ended.
 #[derive(Debug, PartialEq, Eq)]
 enum LineRead {
