@@ -124,7 +124,8 @@ impl BanOrder {
     /// When it ends, or `None` for a permanent ban.
     pub fn expires(&self) -> Option<SystemTime> {
         match self.length {
-            BanLength::For(d) => Some(self.start + d),
+            // A length past what the clock can hold is, in effect, permanent.
+            BanLength::For(d) => self.start.checked_add(d),
             BanLength::Permanent => None,
         }
     }

@@ -585,6 +585,24 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         if let Some(d) = s.duration("ban_time_max", &mut errs) {
             j.ban_time_max = d;
         }
+        // Ends beyond a century are not a length but a typo for "permanent" (and would not fit
+        // a kernel timeout or the clock).
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        if let BanLength::For(b) = j.ban_time {
+            if b > century {
+                errs.push((
+                    format!("{path}.ban_time"),
+                    "longer than 100 years: use \"permanent\"".into(),
+                ));
+            }
+        }
+        if j.ban_time_max > century {
+            errs.push((
+                format!("{path}.ban_time_max"),
+                "longer than 100 years: use ban_time = \"permanent\" for bans that never end"
+                    .into(),
+            ));
+        }
         if let (BanLength::For(b), m) = (j.ban_time, j.ban_time_max) {
             if m < b {
                 errs.push((

@@ -260,3 +260,15 @@ fn audit_waivers_are_validated_with_the_config() {
         "{err}"
     );
 }
+
+#[test]
+fn absurd_ban_lengths_are_refused_not_overflowed() {
+    // Found while fuzzing: a length past the clock's range used to panic at the first ban.
+    let text = "[[source]]\nname=\"a\"\nfile=\"/x\"\n[[jail]]\nname=\"j\"\nsources=[\"a\"]\nban_time=\"18446744073709551615\"\nban_time_max=\"18446744073709551615\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        paths.contains(&"jail[0].ban_time") && paths.contains(&"jail[0].ban_time_max"),
+        "{err}"
+    );
+}

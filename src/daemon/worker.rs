@@ -40,6 +40,8 @@ const MAX_BATCH: usize = 8192;
 const DEFAULT_MANUAL: Duration = Duration::from_secs(3600);
 /// Observations kept in the store (newest first) and replayed on start.
 const MAX_STORED_OBSERVATIONS: usize = 2_000_000;
+/// The longest ban with an end (longer ones must say `permanent`).
+pub const MAX_BAN: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// Observations kept for `ravelin top`.
 const RECENT: usize = 50;
 /// Trusted addresses remembered at once (oldest dropped first).
@@ -542,7 +544,9 @@ impl Worker {
                 self.cfg.trust.key_login_ttl,
                 &*obs.rule == "sshd.accepted-publickey",
             ) {
-                self.trust(obs.addr, obs.time + ttl);
+                if let Some(until) = obs.time.checked_add(ttl) {
+                    self.trust(obs.addr, until);
+                }
             }
             return;
         }
@@ -922,6 +926,9 @@ impl Worker {
                         "{target:?} is not an address or CIDR (e.g. 203.0.113.7, 203.0.113.0/24, 2001:db8::/64)"
                     ));
                 };
+                if seconds.is_some_and(|s| s > MAX_BAN.as_secs()) {
+                    return Reply::err("a ban longer than 100 years: use --for permanent");
+                }
                 let length = if permanent {
                     BanLength::Permanent
                 } else {

@@ -225,3 +225,24 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+    use crate::clock::from_unix_secs;
+
+    /// Found by reading the fuzz targets: `start + u64::MAX s` panicked in `expires()`.
+    #[test]
+    fn a_ban_length_past_the_clock_is_treated_as_never_ending() {
+        let allow = Allowlist::new(&[], &[]);
+        let o = manual(
+            "203.0.113.1/32".parse().unwrap(),
+            BanLength::For(Duration::from_secs(u64::MAX)),
+            "",
+            &allow,
+            from_unix_secs(1),
+        )
+        .unwrap();
+        assert_eq!(o.expires(), None);
+    }
+}
