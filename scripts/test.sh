@@ -25,12 +25,20 @@ if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # Install services without starting them (no sshd on port 22, no fail2ban server).
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    # Install services without starting them (no sshd on port 22, no fail2ban server). Some
+    # images already ship a policy-rc.d that does this; leave theirs alone.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d
+    if [ -n "$made_policy" ]; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
 fi
 # fail2ban's package starts no service here (no systemd), but make sure none is running.
 pkill -x fail2ban-server 2>/dev/null || true
