@@ -96,7 +96,9 @@ struct SourceState {
 struct JailState {
     matched: u64,
     last_match: SystemTime,
-    lines_since: u64,
+    /// Lines its sources had read when it last matched (so "lines since" is a difference,
+    /// not the total since start).
+    read_at_match: u64,
     warned: bool,
 }
 
@@ -162,25 +164,24 @@ impl Watch {
             let st = self.jails.entry(name.clone()).or_insert(JailState {
                 matched: *matched,
                 last_match: now,
-                lines_since: 0,
+                read_at_match: *read,
                 warned: false,
             });
             if *matched > st.matched {
                 st.matched = *matched;
                 st.last_match = now;
-                st.lines_since = 0;
+                st.read_at_match = *read;
                 st.warned = false;
-            } else {
-                st.lines_since = *read;
             }
+            let since = read.saturating_sub(st.read_at_match);
             if !st.warned
-                && st.lines_since > 0
+                && since > 0
                 && now.duration_since(st.last_match).unwrap_or_default() >= BLIND_FOR
             {
                 st.warned = true;
                 out.push(Health::Blind {
                     jail: name.clone(),
-                    lines: st.lines_since,
+                    lines: since,
                 });
             }
         }
@@ -267,6 +268,21 @@ mod tests {
                 from_unix_secs(h * 3600),
                 &[],
                 &[("sshd".into(), h, h * 100)],
+                0,
+                0,
+            ));
+        }
+        assert!(out.is_empty(), "{out:?}");
+        // A jail that matched, after which its source fell silent, is not blind: no line
+        // went unmatched.
+        let mut quiet = Watch::default();
+        let mut out = Vec::new();
+        for h in 0..30u64 {
+            let (matched, read) = if h < 2 { (h, h * 10) } else { (1, 10) };
+            out.extend(quiet.tick(
+                from_unix_secs(h * 3600),
+                &[],
+                &[("sshd".into(), matched, read)],
                 0,
                 0,
             ));
