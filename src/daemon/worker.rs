@@ -126,7 +126,8 @@ pub struct Worker {
     enforcer: Box<dyn Enforcer>,
     allow: Allowlist,
     jails: Vec<Jail>,
-    by_source: HashMap<String, Vec<usize>>,
+    /// Jail indices per source name; shared slices so routing a record allocates nothing.
+    by_source: HashMap<String, Arc<[usize]>>,
     active: HashMap<IpNet, Active>,
     /// Active prefix bans, so addresses inside one are not banned again one by one.
     active_prefixes: Vec<IpNet>,
@@ -262,7 +263,10 @@ impl Worker {
             }
         }
         self.jails = jails;
-        self.by_source = by_source;
+        self.by_source = by_source
+            .into_iter()
+            .map(|(k, v)| (k, Arc::from(v)))
+            .collect();
         Ok(())
     }
 
@@ -474,7 +478,7 @@ impl Worker {
                 // A record is matched once per distinct rule set; most configs have one jail per
                 // source, so this is one match per line.
                 let mut seen: Option<Observation> = None;
-                for ji in jail_ids {
+                for &ji in jail_ids.iter() {
                     let Some(m) = self.jails[ji].matcher.as_ref() else {
                         continue;
                     };
