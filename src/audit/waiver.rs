@@ -72,8 +72,24 @@ pub fn load_waivers(config_path: Option<&Path>) -> Result<Vec<Waiver>, String> {
 
 /// Parses the `[audit]` table of a config text.
 pub fn parse_waivers(text: &str) -> Result<Vec<Waiver>, String> {
-    let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
-    let mut errors = Vec::new();
+    check_waivers(text).map_err(|errs| {
+        errs.iter()
+            .map(|(path, msg)| {
+                if path.is_empty() {
+                    msg.clone()
+                } else {
+                    format!("{path}: {msg}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// [`parse_waivers`] with every error as (key path, message), as the config validator reports.
+pub fn check_waivers(text: &str) -> Result<Vec<Waiver>, Vec<(String, String)>> {
+    let f: File = toml::from_str(text).map_err(|e| vec![(String::new(), e.to_string())])?;
+    let mut errors: Vec<(String, String)> = Vec::new();
     let mut out = Vec::new();
     for (i, w) in f
         .audit
@@ -83,11 +99,12 @@ pub fn parse_waivers(text: &str) -> Result<Vec<Waiver>, String> {
         .enumerate()
     {
         if w.id.trim().is_empty() {
-            errors.push(format!("audit.waiver[{i}].id: empty"));
+            errors.push((format!("audit.waiver[{i}].id"), "empty".into()));
         }
         if w.reason.trim().is_empty() {
-            errors.push(format!(
-                "audit.waiver[{i}].reason: say why the risk is accepted"
+            errors.push((
+                format!("audit.waiver[{i}].reason"),
+                "say why the risk is accepted".into(),
             ));
         }
         match NaiveDate::parse_from_str(&w.expires, "%Y-%m-%d") {
@@ -96,16 +113,16 @@ pub fn parse_waivers(text: &str) -> Result<Vec<Waiver>, String> {
                 reason: w.reason,
                 expires: d,
             }),
-            Err(_) => errors.push(format!(
-                "audit.waiver[{i}].expires: {:?} is not a YYYY-MM-DD date",
-                w.expires
+            Err(_) => errors.push((
+                format!("audit.waiver[{i}].expires"),
+                format!("{:?} is not a YYYY-MM-DD date", w.expires),
             )),
         }
     }
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(errors.join("; "))
+        Err(errors)
     }
 }
 

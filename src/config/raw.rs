@@ -792,17 +792,8 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
     }
     // `[audit]` waivers are used by `ravelin audit`; validated here so check-config sees them.
     if root.get("audit").is_some() {
-        if let Err(e) = crate::audit::waiver::parse_waivers(text) {
-            for line in e.split("; audit.").enumerate().map(|(i, l)| {
-                if i == 0 {
-                    l.to_string()
-                } else {
-                    format!("audit.{l}")
-                }
-            }) {
-                let (path, msg) = line.split_once(": ").unwrap_or(("audit", &line));
-                errs.push((path.trim().to_string(), msg.to_string()));
-            }
+        if let Err(e) = crate::audit::waiver::check_waivers(text) {
+            errs.extend(e);
         }
     }
     // Scans caught by the kernel become bans through a jail that takes kind `scan`; if the
