@@ -56,6 +56,47 @@ pub struct Config {
     pub firewall: Option<crate::firewall::Policy>,
     /// The operations channel (`[alert]`): sinks, grouping, digest. No sinks: counts only.
     pub alert: crate::alert::AlertConfig,
+    /// The SSH decoy (`[honeypot]`), if configured; the daemon runs it as a confined child.
+    pub honeypot: Option<HoneypotConfig>,
+}
+
+/// `[honeypot]`: the SSH decoy the daemon runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoneypotConfig {
+    /// Addresses the daemon binds and hands to the decoy.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Cowrie-compatible JSON lines (written by the daemon, from the decoy's pipe).
+    pub events_file: PathBuf,
+    /// The decoy's own directory: host keys, secret, recordings (the only place it may write).
+    pub data_dir: PathBuf,
+    /// The unprivileged user the decoy runs as.
+    pub user: String,
+    /// How strict confinement must be.
+    pub sandbox: crate::honeypot::sandbox::SandboxMode,
+    /// SSH identification string.
+    pub banner: String,
+    /// Emulated hostname (default: chosen per install).
+    pub hostname: Option<String>,
+    /// `sensor` field of the events.
+    pub sensor: Option<String>,
+    /// Per-session and global limits.
+    pub limits: crate::honeypot::Limits,
+    /// Keep asciinema recordings of sessions in `data_dir/recordings`.
+    pub recordings: bool,
+    /// Disk quota for all recordings (oldest removed first).
+    pub recordings_quota: u64,
+    /// Largest single recording.
+    pub recording_max: u64,
+    /// Login attempts within `within` that ban the address (`[honeypot.ban] logins`).
+    pub ban_logins: NonZeroU32,
+    /// Window for `ban_logins`.
+    pub ban_within: Duration,
+    /// Ban length for login attempts.
+    pub ban_time: BanLength,
+    /// Stages that ban at once (`persistence`, `download`, ... ).
+    pub ban_stages: Vec<String>,
+    /// Ban length for those stages.
+    pub stage_ban_time: BanLength,
 }
 
 impl Config {

@@ -796,6 +796,43 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             errs.extend(e);
         }
     }
+    let honeypot = match root.table("honeypot", &mut errs) {
+        Some(s) => parse_honeypot(s, &state_dir, &mut errs),
+        None => None,
+    };
+    // The decoy's telemetry becomes bans through two built-in jails, unless the file has its
+    // own jails for `decoy.*` kinds: one for login attempts (N within W), one that bans at
+    // once a session that reached one of the configured stages.
+    if let Some(h) = &honeypot
+        && !jails
+            .iter()
+            .any(|j| j.kinds.iter().any(|k| k.starts_with("decoy")))
+    {
+        let mut j = default_jail("decoy", Vec::new());
+        j.rules.clear();
+        j.kinds = vec!["decoy.login".into()];
+        j.max_retry = h.ban_logins;
+        j.find_time = h.ban_within;
+        j.ban_time = h.ban_time;
+        j.windows.clear();
+        j.enumeration = None;
+        jails.push(j);
+        if !h.ban_stages.is_empty() {
+            let mut j = default_jail("decoy-intrusion", Vec::new());
+            j.rules.clear();
+            j.kinds = h
+                .ban_stages
+                .iter()
+                .map(|s| format!("decoy.stage.{s}"))
+                .collect();
+            j.max_retry = NonZeroU32::new(1).expect("non-zero");
+            j.ban_time = h.stage_ban_time;
+            j.windows.clear();
+            j.prefix = None;
+            j.enumeration = None;
+            jails.push(j);
+        }
+    }
     // Scans caught by the kernel become bans through a jail that takes kind `scan`; if the
     // policy enables scan detection and no jail takes it, a built-in one does (ban on the first
     // observation, 1h, escalating like any other).
@@ -831,8 +868,185 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             metrics,
             firewall,
             alert,
+            honeypot,
         })
     } else {
         Err(errs)
     }
+}
+
+/// `[honeypot]` and `[honeypot.ban]`.
+fn parse_honeypot(
+    mut s: Section<'_>,
+    state_dir: &std::path::Path,
+    errs: &mut Errors,
+) -> Option<super::HoneypotConfig> {
+    use crate::honeypot::Limits;
+    use crate::honeypot::sandbox::SandboxMode;
+    let d = Limits::default();
+    let mut ok = true;
+    let mut listen = Vec::new();
+    match s.strings("listen", errs) {
+        Some(l) if l.is_empty() => {
+            errs.push((
+                "honeypot.listen".into(),
+                "needs at least one address".into(),
+            ));
+            ok = false;
+        }
+        Some(l) => {
+            for (i, a) in l.iter().enumerate() {
+                match a.parse::<std::net::SocketAddr>() {
+                    Ok(a) => listen.push(a),
+                    Err(_) => {
+                        errs.push((
+                            format!("honeypot.listen[{i}]"),
+                            format!(
+                                "{a:?} is not an address:port (e.g. \"0.0.0.0:22\", \"[::]:22\")"
+                            ),
+                        ));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        None => {
+            errs.push((
+                "honeypot.listen".into(),
+                "missing: where the decoy listens, e.g. listen = [\"0.0.0.0:22\", \"[::]:22\"]"
+                    .into(),
+            ));
+            ok = false;
+        }
+    }
+    let events_file = s
+        .path("events_file", errs)
+        .unwrap_or_else(|| PathBuf::from("/var/log/ravelin/decoy.json"));
+    let data_dir = s
+        .path("data_dir", errs)
+        .unwrap_or_else(|| state_dir.join("decoy"));
+    let user = s.string("user", errs).unwrap_or_else(|| "nobody".into());
+    let mut sandbox = SandboxMode::Required;
+    if let Some(m) = s.string("sandbox", errs) {
+        match SandboxMode::parse(&m) {
+            Some(m) => sandbox = m,
+            None => {
+                errs.push((
+                    "honeypot.sandbox".into(),
+                    format!("{m:?}: expected \"required\", \"best-effort\" or \"off\""),
+                ));
+                ok = false;
+            }
+        }
+    }
+    let banner = s
+        .string("banner", errs)
+        .unwrap_or_else(|| crate::honeypot::DEFAULT_BANNER.into());
+    if !banner.starts_with("SSH-2.0-") || banner.len() > 253 || banner.contains(['\r', '\n']) {
+        errs.push((
+            "honeypot.banner".into(),
+            "must start with \"SSH-2.0-\", fit in 253 characters and hold no line break".into(),
+        ));
+        ok = false;
+    }
+    let hostname = s.string("hostname", errs);
+    let sensor = s.string("sensor", errs);
+    let count = |s: &mut Section<'_>, k: &'static str, def: usize, errs: &mut Errors| {
+        s.integer(k, 1, 1_000_000, errs).map_or(def, |n| n as usize)
+    };
+    let limits = Limits {
+        max_sessions: count(&mut s, "max_sessions", d.max_sessions, errs),
+        max_per_addr: count(&mut s, "max_per_addr", d.max_per_addr, errs),
+        max_auth_tries: count(&mut s, "max_auth_tries", d.max_auth_tries, errs),
+        auth_timeout: s.duration("auth_timeout", errs).unwrap_or(d.auth_timeout),
+        idle_timeout: s.duration("idle_timeout", errs).unwrap_or(d.idle_timeout),
+        session_timeout: s
+            .duration("session_timeout", errs)
+            .unwrap_or(d.session_timeout),
+        max_bytes: s
+            .integer("max_bytes", 1024, 1 << 40, errs)
+            .map_or(d.max_bytes, |n| n as u64),
+    };
+    let recordings = s.boolean("recordings", errs).unwrap_or(true);
+    let mib = 1024 * 1024;
+    let recordings_quota = s
+        .integer("recordings_quota_mb", 1, 1 << 20, errs)
+        .map_or(512 * mib, |n| n as u64 * mib);
+    let recording_max = s
+        .integer("recording_max_mb", 1, 1 << 20, errs)
+        .map_or(8 * mib, |n| n as u64 * mib);
+    let mut ban_logins = NonZeroU32::new(5).expect("non-zero");
+    let mut ban_within = Duration::from_secs(3600);
+    let mut ban_time = BanLength::For(Duration::from_secs(3600));
+    let mut ban_stages = vec!["persistence".to_string(), "download".to_string()];
+    let mut stage_ban_time = BanLength::For(Duration::from_secs(7 * 86400));
+    if let Some(mut b) = s.table("ban", errs) {
+        if let Some(n) = b.integer("logins", 1, 1_000_000, errs) {
+            ban_logins = NonZeroU32::new(n as u32).expect("at least 1");
+        }
+        if let Some(w) = b.duration("within", errs) {
+            ban_within = w;
+        }
+        for (k, slot) in [
+            ("ban_time", &mut ban_time),
+            ("stage_ban_time", &mut stage_ban_time),
+        ] {
+            match b.get(k) {
+                Some(Value::String(t)) if t == "permanent" => *slot = BanLength::Permanent,
+                Some(_) => {
+                    if let Some(d) = b.duration(k, errs) {
+                        if d.is_zero() || d > Duration::from_secs(100 * 365 * 86400) {
+                            errs.push((
+                                format!("honeypot.ban.{k}"),
+                                "must be between 1s and 100 years (or \"permanent\")".into(),
+                            ));
+                        } else {
+                            *slot = BanLength::For(d);
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        if let Some(st) = b.strings("stages", errs) {
+            const KNOWN: [&str; 6] = [
+                "spray",
+                "probe",
+                "fingerprint",
+                "persistence",
+                "download",
+                "tunnel",
+            ];
+            for (i, x) in st.iter().enumerate() {
+                if !KNOWN.contains(&x.as_str()) {
+                    errs.push((
+                        format!("honeypot.ban.stages[{i}]"),
+                        format!("{x:?} is not a stage (one of {})", KNOWN.join(", ")),
+                    ));
+                }
+            }
+            ban_stages = st;
+        }
+        b.finish(errs);
+    }
+    s.finish(errs);
+    ok.then_some(super::HoneypotConfig {
+        listen,
+        events_file,
+        data_dir,
+        user,
+        sandbox,
+        banner,
+        hostname,
+        sensor,
+        limits,
+        recordings,
+        recordings_quota,
+        recording_max,
+        ban_logins,
+        ban_within,
+        ban_time,
+        ban_stages,
+        stage_ban_time,
+    })
 }

@@ -7,6 +7,7 @@
 //! with their kernel timeouts until the next start reconciles them.
 
 pub mod control;
+pub mod decoy;
 pub mod health;
 pub mod hostaddr;
 pub mod jail;
@@ -136,6 +137,24 @@ async fn async_main(
         registry.clone(),
     )?;
     let audit_task = tokio::spawn(watch_audit(alerts.clone(), config_path.clone()));
+    // The decoy: the daemon binds its ports (it may need root for 22) and keeps them; the
+    // decoy process itself runs confined. A port that cannot be bound costs the decoy, not
+    // the bans.
+    let decoy = match &cfg.honeypot {
+        None => None,
+        Some(h) => match decoy::bind(&h.listen).and_then(|fds| {
+            decoy::Supervisor::start(h.clone(), fds, ev_tx.clone(), Some(alerts.clone()))
+        }) {
+            Ok(s) => {
+                worker.decoy = Some(s.stats.clone());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::error!("the SSH decoy is not running: {e:#}");
+                None
+            }
+        },
+    };
     worker.alerts = Some(alerts);
     let worker_thread = std::thread::Builder::new()
         .name("pipeline".into())
@@ -212,6 +231,9 @@ async fn async_main(
     }
     for r in running {
         stop_source(r).await;
+    }
+    if let Some(d) = decoy {
+        let _ = tokio::task::spawn_blocking(move || d.stop()).await;
     }
     drop(ev_tx);
     drop(cmd_tx);

@@ -155,6 +155,8 @@ pub struct Worker {
     enforce_latency: crate::metrics::Histogram,
     /// The operations channel (`None`: no dispatcher, e.g. in `simulate`).
     pub alerts: Option<crate::alert::AlertHandle>,
+    /// The decoy supervisor's counters, when the decoy runs.
+    pub decoy: Option<Arc<super::decoy::DecoyStats>>,
     /// Silent sources, blind jails, ban spikes.
     health: super::health::Watch,
     /// The newest observations, for `ravelin top` (bounded).
@@ -201,6 +203,7 @@ impl Worker {
             decided: BTreeMap::new(),
             enforce_latency: crate::metrics::Histogram::default(),
             alerts: None,
+            decoy: None,
             health: super::health::Watch::default(),
             recent: std::collections::VecDeque::new(),
         };
@@ -1392,6 +1395,9 @@ impl Worker {
         );
         if let Some(a) = &self.alerts {
             a.counters().render(&mut e);
+        }
+        if let Some(d) = &self.decoy {
+            d.render(&mut e);
         }
         e.finish()
     }

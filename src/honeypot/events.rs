@@ -14,7 +14,7 @@
 //! [`Observation`]: crate::event::Observation
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -78,14 +78,10 @@ impl DecoyEvent {
 
     /// The pipeline rule id for this event, if the ban pipeline cares about it.
     pub fn rule(&self) -> Option<&'static str> {
-        Some(match self.eventid {
-            "cowrie.session.connect" => "decoy.connect",
-            "cowrie.login.failed" => "decoy.login.failed",
-            "cowrie.login.success" => "decoy.login.success",
-            "cowrie.command.input" => "decoy.command",
-            "cowrie.direct-tcpip.request" => "decoy.tunnel",
-            _ => return None,
-        })
+        rule_of(
+            self.eventid,
+            self.fields.get("stage").and_then(Value::as_str),
+        )
     }
 
     /// The event as an [`Observation`] for the ban pipeline.
@@ -103,6 +99,96 @@ impl DecoyEvent {
             source: Arc::from(SOURCE_NAME),
         })
     }
+}
+
+/// Every event id the decoy writes (Cowrie's, plus ravelin's stage event).
+pub const EVENT_IDS: &[&str] = &[
+    "cowrie.session.connect",
+    "cowrie.client.version",
+    "cowrie.client.kex",
+    "cowrie.client.fingerprint",
+    "cowrie.client.size",
+    "cowrie.login.failed",
+    "cowrie.login.success",
+    "cowrie.command.input",
+    "cowrie.command.failed",
+    "cowrie.session.file_download",
+    "cowrie.session.params",
+    "cowrie.direct-tcpip.request",
+    "cowrie.log.closed",
+    "cowrie.session.closed",
+    STAGE_EVENT,
+];
+
+/// ravelin's own event: a session reached a stage of the kill chain (field `stage`).
+pub const STAGE_EVENT: &str = "ravelin.session.stage";
+
+/// The stages, in kill-chain order.
+pub const STAGES: &[&str] = &[
+    "spray",
+    "probe",
+    "fingerprint",
+    "persistence",
+    "download",
+    "tunnel",
+];
+
+/// `id` as one of [`EVENT_IDS`] (a bounded label), or `None`.
+pub fn known_eventid(id: &str) -> Option<&'static str> {
+    EVENT_IDS.iter().copied().find(|k| *k == id)
+}
+
+/// `s` as one of [`STAGES`], or `None`.
+pub fn known_stage(s: &str) -> Option<&'static str> {
+    STAGES.iter().copied().find(|k| *k == s)
+}
+
+/// The pipeline rule id for an event id (and, for stage events, its stage).
+pub fn rule_of(eventid: &str, stage: Option<&str>) -> Option<&'static str> {
+    Some(match eventid {
+        "cowrie.session.connect" => "decoy.connect",
+        "cowrie.login.failed" => "decoy.login.failed",
+        "cowrie.login.success" => "decoy.login.success",
+        "cowrie.command.input" => "decoy.command",
+        "cowrie.session.file_download" => "decoy.download",
+        "cowrie.direct-tcpip.request" => "decoy.tunnel",
+        STAGE_EVENT => match known_stage(stage?)? {
+            "spray" => "decoy.stage.spray",
+            "probe" => "decoy.stage.probe",
+            "fingerprint" => "decoy.stage.fingerprint",
+            "persistence" => "decoy.stage.persistence",
+            "download" => "decoy.stage.download",
+            _ => "decoy.stage.tunnel",
+        },
+        _ => return None,
+    })
+}
+
+/// An observation from one JSON line the decoy process wrote (untrusted: the address must
+/// parse, user names are cut, and a time in the future becomes `now`).
+pub fn observation_from_json(v: &Value, now: SystemTime) -> Option<Observation> {
+    let rule = rule_of(
+        v.get("eventid")?.as_str()?,
+        v.get("stage").and_then(Value::as_str),
+    )?;
+    let addr: std::net::IpAddr = v.get("src_ip")?.as_str()?.parse().ok()?;
+    let time = v
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(SystemTime::from)
+        .map_or(now, |t| t.min(now));
+    let user = v
+        .get("username")
+        .and_then(Value::as_str)
+        .map(|u| u.chars().take(256).collect());
+    Some(Observation {
+        time,
+        addr: normalize_addr(addr),
+        user,
+        rule: Arc::from(rule),
+        source: Arc::from(SOURCE_NAME),
+    })
 }
 
 /// ISO 8601 UTC with microseconds and `Z`, as Cowrie writes it.
@@ -161,7 +247,47 @@ pub async fn start_writer(
     let file = open_events(path).await?;
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let stats = Arc::new(EventStats::default());
-    let task = tokio::spawn(writer(file, path.to_owned(), sensor, rx, stats.clone()));
+    let label = path.display().to_string();
+    let task = tokio::spawn(writer(file, label, sensor, rx, stats.clone(), false));
+    Ok((
+        EventSink {
+            tx,
+            observations,
+            stats,
+        },
+        task,
+    ))
+}
+
+/// Start the writer task on an inherited descriptor (the pipe to the daemon, which writes the
+/// events file and feeds the ban pipeline). The process exits when the pipe's reader is gone:
+/// a decoy nobody listens to must not keep running.
+pub fn start_fd_writer(
+    fd: std::os::fd::RawFd,
+    sensor: String,
+    observations: Option<mpsc::Sender<SourceEvent>>,
+) -> std::io::Result<(EventSink, tokio::task::JoinHandle<()>)> {
+    use std::os::fd::FromRawFd;
+    // Refuse descriptors that are not open rather than take ownership of a random number.
+    nix::fcntl::fcntl(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: the descriptor was handed to this process for this purpose (checked open above)
+    // and nothing else in the process uses it.
+    let std_file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let file = tokio::fs::File::from_std(std_file);
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let stats = Arc::new(EventStats::default());
+    let task = tokio::spawn(writer(
+        file,
+        format!("fd {fd}"),
+        sensor,
+        rx,
+        stats.clone(),
+        true,
+    ));
     Ok((
         EventSink {
             tx,
@@ -180,10 +306,11 @@ async fn open_events(path: &Path) -> std::io::Result<tokio::fs::File> {
 
 async fn writer(
     mut file: tokio::fs::File,
-    path: PathBuf,
+    label: String,
     sensor: String,
     mut rx: mpsc::Receiver<DecoyEvent>,
     stats: Arc<EventStats>,
+    exit_when_unread: bool,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(ev) = rx.recv().await {
@@ -202,9 +329,13 @@ async fn writer(
                 let _ = file.flush().await;
                 stats.written.fetch_add(n, Ordering::Relaxed);
             }
+            Err(e) if exit_when_unread && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::warn!("decoy: the daemon stopped reading events ({label}); exiting");
+                std::process::exit(0);
+            }
             Err(e) => {
                 stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("decoy events file {}: {e}", path.display());
+                tracing::warn!("decoy events {label}: {e}");
             }
         }
     }

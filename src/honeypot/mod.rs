@@ -17,6 +17,7 @@
 //! | [`profile`] | the one host the decoy pretends to be, chosen per install |
 //! | [`events`] | Cowrie-compatible events, the writer task, observations |
 //! | [`keys`] | host keys and the per-install secret in the state directory |
+//! | [`sandbox`] | privilege drop, Landlock and seccomp for the decoy process |
 //! | [`wire`] | the watched byte stream: client version, HASSH, byte budget, kill switch |
 //!
 //! Why shaped so: the decoy is meant to run as its own unprivileged, sandboxed process that
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod events;
 pub mod keys;
 pub mod profile;
+pub mod sandbox;
 pub mod server;
 pub mod shell;
 pub mod wire;
@@ -50,6 +52,9 @@ pub struct DecoyConfig {
     pub state_dir: PathBuf,
     /// Cowrie-compatible JSON lines go here (appended).
     pub events_file: PathBuf,
+    /// Write the JSON lines to this inherited descriptor (a pipe to the daemon) instead of
+    /// `events_file`; the decoy exits when the reader is gone.
+    pub events_fd: Option<std::os::fd::RawFd>,
     /// `sensor` field of the events (default: the emulated hostname).
     pub sensor: Option<String>,
     /// Hostname of the emulated machine (default: chosen per install).
@@ -59,7 +64,7 @@ pub struct DecoyConfig {
 }
 
 /// Bounds on what one client (or all of them) can make the decoy hold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Sessions open at once; further connections are closed at accept.
     pub max_sessions: usize,

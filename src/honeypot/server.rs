@@ -51,7 +51,7 @@ struct Shared {
 /// events go to `cfg.events_file` and, if given, to `observations` as
 /// [`SourceEvent::Observation`]s.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     cfg: DecoyConfig,
     observations: Option<mpsc::Sender<SourceEvent>>,
     shutdown: impl Future<Output = ()>,
@@ -71,9 +71,12 @@ pub async fn serve(
         .sensor
         .clone()
         .unwrap_or_else(|| profile.hostname.clone());
-    let (sink, writer) = events::start_writer(&cfg.events_file, sensor, observations)
-        .await
-        .with_context(|| format!("opening events file {}", cfg.events_file.display()))?;
+    let (sink, writer) = match cfg.events_fd {
+        Some(fd) => events::start_fd_writer(fd, sensor, observations)?,
+        None => events::start_writer(&cfg.events_file, sensor, observations)
+            .await
+            .with_context(|| format!("opening events file {}", cfg.events_file.display()))?,
+    };
     let shared = Arc::new(Shared {
         config: Arc::new(russh_config(&cfg, identity.host_keys)),
         policy: AuthPolicy::new(identity.secret),
@@ -83,25 +86,47 @@ pub async fn serve(
     });
     let slots = Arc::new(Semaphore::new(cfg.limits.max_sessions));
     let per_addr: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    tracing::info!(
-        "decoy listening on {}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+    anyhow::ensure!(
+        !listeners.is_empty(),
+        "the decoy needs at least one listening socket"
     );
+    // One accept task per listening socket, all feeding one queue.
+    let (atx, mut arx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    let mut acceptors = Vec::new();
+    for listener in listeners {
+        tracing::info!(
+            "decoy listening on {}",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        let atx = atx.clone();
+        acceptors.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(x) => {
+                        if atx.send(x).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off a little instead of spinning.
+                        tracing::warn!("decoy accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(atx);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off a little instead of spinning.
-                    tracing::warn!("decoy accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
+            r = arx.recv() => match r {
+                Some(x) => x,
+                None => break,
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -131,6 +156,9 @@ pub async fn serve(
             }
             drop(permit);
         });
+    }
+    for a in acceptors {
+        a.abort();
     }
     drop(shared);
     // Sessions still running hold the sink; the writer ends when the last one finishes.
@@ -807,13 +835,14 @@ mod tests {
             banner: DEFAULT_BANNER.into(),
             state_dir: dir.path().join("state"),
             events_file: dir.path().join("events.json"),
+            events_fd: None,
             sensor: None,
             hostname: None,
             limits: Limits::default(),
         };
         let (tx, mut rx) = mpsc::channel(64);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, cfg, Some(tx), async {
+        let server = tokio::spawn(serve(vec![listener], cfg, Some(tx), async {
             let _ = stop_rx.await;
         }));
         let askpass = dir.path().join("askpass");
