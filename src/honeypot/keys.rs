@@ -12,7 +12,8 @@ use russh::keys::{Algorithm, EcdsaCurve, PrivateKey};
 
 /// The host keys, in the order the server offers them, and the per-install secret.
 pub struct Identity {
-    /// ed25519 first (what current clients pick), then ECDSA P-256.
+    /// ed25519 first (what current clients pick), then ECDSA P-256, then RSA 3072, the three
+    /// a Debian sshd generates.
     pub host_keys: Vec<PrivateKey>,
     /// Keys the auth policy and the host profile; never leaves the state directory.
     pub secret: [u8; 32],
@@ -44,6 +45,10 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<Identity> {
     ] {
         host_keys.push(host_key(&dir.join(file), alg)?);
     }
+    host_keys.push(host_key(
+        &dir.join("ssh_host_rsa_key"),
+        Algorithm::Rsa { hash: None },
+    )?);
     let secret_path = dir.join("decoy.secret");
     let secret = match std::fs::read(&secret_path) {
         Ok(b) if b.len() == 32 => b.try_into().unwrap_or([0; 32]),
@@ -66,8 +71,18 @@ fn host_key(path: &Path, alg: Algorithm) -> anyhow::Result<PrivateKey> {
         Ok(pem) => PrivateKey::from_openssh(&pem)
             .with_context(|| format!("parsing host key {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = PrivateKey::random(&mut rand::rng(), alg.clone())
-                .with_context(|| format!("generating {alg} host key"))?;
+            let key = match alg {
+                // 3072 bits, as ssh-keygen makes for a Debian host (the library default is
+                // 4096, which a real sshd would not have).
+                Algorithm::Rsa { .. } => {
+                    let kp =
+                        russh::keys::ssh_key::private::RsaKeypair::random(&mut rand::rng(), 3072)
+                            .context("generating RSA host key")?;
+                    PrivateKey::new(kp.into(), "").context("RSA host key")?
+                }
+                _ => PrivateKey::random(&mut rand::rng(), alg.clone())
+                    .with_context(|| format!("generating {alg} host key"))?,
+            };
             let pem = key
                 .to_openssh(LineEnding::LF)
                 .context("encoding host key")?;
@@ -108,11 +123,16 @@ mod tests {
         let a = load_or_create(&state).unwrap();
         let b = load_or_create(&state).unwrap();
         assert_eq!(a.secret, b.secret);
-        assert_eq!(a.host_keys.len(), 2);
+        assert_eq!(a.host_keys.len(), 3);
         for (x, y) in a.host_keys.iter().zip(&b.host_keys) {
             assert_eq!(x.public_key(), y.public_key());
         }
-        for f in ["ssh_host_ed25519_key", "ssh_host_ecdsa_key", "decoy.secret"] {
+        for f in [
+            "ssh_host_ed25519_key",
+            "ssh_host_ecdsa_key",
+            "ssh_host_rsa_key",
+            "decoy.secret",
+        ] {
             let mode = std::fs::metadata(state.join(f))
                 .unwrap()
                 .permissions()
