@@ -18,6 +18,7 @@
 //! | [`events`] | Cowrie-compatible events, the writer task, observations |
 //! | [`keys`] | host keys and the per-install secret in the state directory |
 //! | [`wire`] | the watched byte stream: client version, HASSH, byte budget, kill switch |
+//! | [`record`] | session recordings as asciinema v2 `.cast` files, bounded per file and by quota |
 //!
 //! Why shaped so: the decoy is meant to run as its own unprivileged, sandboxed process that
 //! receives an already-bound listening socket ([`serve`] takes a `TcpListener`, however it was
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod events;
 pub mod keys;
 pub mod profile;
+pub mod record;
 pub mod server;
 pub mod shell;
 pub mod wire;
