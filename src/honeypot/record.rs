@@ -410,7 +410,10 @@ impl Writer {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Biased to the queue: a recording is only swept as gone once the queue is empty,
+            // so every chunk it sent before it was dropped has been written.
             tokio::select! {
+                biased;
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     self.handle(msg).await;
@@ -938,8 +941,14 @@ mod tests {
         for _ in 0..10 {
             live.output(&[b'L'; 100]);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let stats = rec.stats.clone();
+        for _ in 0..500 {
+            if stats.truncated.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(cast_path(dir.path(), "00000000000f").unwrap().exists());
         assert!(!old.exists());
         assert!(!cast_path(dir.path(), ids[0]).unwrap().exists());
@@ -987,6 +996,33 @@ mod tests {
         assert!(exists[8 - kept..].iter().all(|&e| e), "{exists:?}");
         assert_eq!(stats.rotated_out.load(Ordering::Relaxed), (8 - kept) as u64);
         assert_eq!(stats.truncated.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_recording_dropped_while_the_queue_is_full_is_still_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, task) = Recorder::start(cfg(dir.path(), 2000, 1 << 20))
+            .await
+            .unwrap();
+        // The writer does not run until this test yields: the queue fills, then the close
+        // is dropped too.
+        let r = rec.open("000000000001", 80, 24, SystemTime::now()).unwrap();
+        for _ in 0..RECORD_QUEUE + 10 {
+            r.output(b"x");
+        }
+        drop(r);
+        let stats = rec.stats.clone();
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
+        // The writer notices the recording is gone (it is then finished, so rotatable).
+        tokio::time::sleep(SWEEP + Duration::from_millis(500)).await;
+        let r = rec.open("000000000002", 80, 24, SystemTime::now()).unwrap();
+        r.output(&[b'y'; 1500]);
+        r.close();
+        drop(rec);
+        task.await.unwrap();
+        assert_eq!(stats.rotated_out.load(Ordering::Relaxed), 1);
+        assert!(!cast_path(dir.path(), "000000000001").unwrap().exists());
+        assert!(cast_path(dir.path(), "000000000002").unwrap().exists());
     }
 
     #[test]
