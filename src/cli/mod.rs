@@ -9,12 +9,13 @@ pub mod audit;
 pub mod decoy;
 pub mod firewall;
 pub mod harden;
+pub mod sessions;
 pub mod simulate;
 pub mod test_rules;
 pub mod top;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -118,6 +119,24 @@ pub enum Command {
     Harden(harden::HardenArgs),
     /// The SSH decoy (honeypot): `decoy serve` runs it in the foreground.
     Decoy(decoy::DecoyArgs),
+    /// The decoy's sessions: source, client, logins, commands, stages, recording.
+    Sessions(sessions::SessionsArgs),
+    /// Play back a decoy session's recording in the terminal.
+    Replay(sessions::ReplayArgs),
+}
+
+/// Where the decoy's events file is when neither `--events` nor the config says.
+pub const DEFAULT_DECOY_EVENTS: &str = "/var/log/ravelin/decoy.json";
+/// Where the decoy's recordings are when neither `--recordings` nor the config says.
+pub const DEFAULT_DECOY_RECORDINGS: &str = "/var/lib/ravelin/decoy/recordings";
+
+/// The decoy's events file and recordings directory: the command-line overrides, else the
+/// defaults. (The one place to take them from the `[honeypot]` config instead.)
+fn decoy_paths(_cli: &Cli, events: Option<&Path>, recordings: Option<&Path>) -> (PathBuf, PathBuf) {
+    (
+        events.map_or_else(|| PathBuf::from(DEFAULT_DECOY_EVENTS), Path::to_owned),
+        recordings.map_or_else(|| PathBuf::from(DEFAULT_DECOY_RECORDINGS), Path::to_owned),
+    )
 }
 
 /// Entry point used by `main.rs`.
@@ -291,6 +310,15 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => audit::run(a, cli.config.as_deref(), out),
         Command::Harden(a) => harden::run(a, out),
         Command::Decoy(a) => decoy::run(a, out),
+        Command::Sessions(a) => {
+            let (events, recordings) =
+                decoy_paths(cli, a.events.as_deref(), a.recordings.as_deref());
+            sessions::run_sessions(a, &events, &recordings, out)
+        }
+        Command::Replay(a) => {
+            let (_, recordings) = decoy_paths(cli, None, a.recordings.as_deref());
+            sessions::run_replay(a, &recordings, out)
+        }
         Command::TestRules(a) => test_rules::run(a, out).map(|()| ExitCode::SUCCESS),
         Command::Selftest { json } => {
             let cfg = load(cli)?;

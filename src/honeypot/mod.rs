@@ -19,6 +19,8 @@
 //! | [`keys`] | host keys and the per-install secret in the state directory |
 //! | [`sandbox`] | privilege drop, Landlock and seccomp for the decoy process |
 //! | [`wire`] | the watched byte stream: client version, HASSH, byte budget, kill switch |
+//! | [`record`] | session recordings as asciinema v2 `.cast` files, bounded per file and by quota |
+//! | [`sessions`] | per-session summaries read back from the events file (for `ravelin sessions`) |
 //!
 //! Why shaped so: the decoy is meant to run as its own unprivileged, sandboxed process that
 //! receives an already-bound listening socket ([`serve`] takes a `TcpListener`, however it was
@@ -30,8 +32,10 @@ pub mod auth;
 pub mod events;
 pub mod keys;
 pub mod profile;
+pub mod record;
 pub mod sandbox;
 pub mod server;
+pub mod sessions;
 pub mod shell;
 pub mod wire;
 
