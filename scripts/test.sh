@@ -11,6 +11,10 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh >/dev/null || need+=(openssh-client)
 # A real sshd for the firewall and audit tests (started by the tests on their own ports).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# The decoy is attacked by real tools: sshpass (OpenSSH logins), hydra, ssh-audit.
+command -v sshpass >/dev/null || need+=(sshpass)
+command -v hydra >/dev/null || need+=(hydra)
+command -v ssh-audit >/dev/null || need+=(ssh-audit)
 # A local SMTP server and a throwaway CA for the alert tests.
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 command -v openssl >/dev/null || need+=(openssl)

@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// Confinement: required, best-effort or off.
     #[arg(long, default_value = "off")]
     pub sandbox: String,
+    /// Keep asciinema recordings in `STATE_DIR/recordings`, this many MiB in all (0: off).
+    #[arg(long, default_value_t = 512)]
+    pub recordings_quota_mb: u64,
+    /// Largest single recording, MiB.
+    #[arg(long, default_value_t = 8)]
+    pub recording_max_mb: u64,
     /// Login attempts per connection.
     #[arg(long, default_value_t = Limits::default().max_auth_tries)]
     pub max_auth_tries: usize,
@@ -168,6 +174,11 @@ pub fn run(args: &DecoyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         state_dir: ".".into(),
         events_file: a.events.clone().unwrap_or_default(),
         events_fd: Some(events_fd),
+        recordings: (a.recordings_quota_mb > 0).then(|| crate::honeypot::record::RecordConfig {
+            dir: "recordings".into(),
+            quota_bytes: a.recordings_quota_mb.saturating_mul(1 << 20),
+            max_file_bytes: a.recording_max_mb.max(1).saturating_mul(1 << 20),
+        }),
         sensor: a.sensor.clone(),
         hostname: a.hostname.clone(),
         limits: Limits {

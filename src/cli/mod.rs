@@ -132,10 +132,21 @@ pub const DEFAULT_DECOY_RECORDINGS: &str = "/var/lib/ravelin/decoy/recordings";
 
 /// The decoy's events file and recordings directory: the command-line overrides, else the
 /// defaults. (The one place to take them from the `[honeypot]` config instead.)
-fn decoy_paths(_cli: &Cli, events: Option<&Path>, recordings: Option<&Path>) -> (PathBuf, PathBuf) {
+fn decoy_paths(cli: &Cli, events: Option<&Path>, recordings: Option<&Path>) -> (PathBuf, PathBuf) {
+    // The `[honeypot]` section names both; flags override; the defaults match its defaults.
+    let hp = Config::load(cli.config.as_deref())
+        .ok()
+        .and_then(|c| c.honeypot);
+    let (cfg_events, cfg_rec) = match &hp {
+        Some(h) => (h.events_file.clone(), h.data_dir.join("recordings")),
+        None => (
+            PathBuf::from(DEFAULT_DECOY_EVENTS),
+            PathBuf::from(DEFAULT_DECOY_RECORDINGS),
+        ),
+    };
     (
-        events.map_or_else(|| PathBuf::from(DEFAULT_DECOY_EVENTS), Path::to_owned),
-        recordings.map_or_else(|| PathBuf::from(DEFAULT_DECOY_RECORDINGS), Path::to_owned),
+        events.map_or(cfg_events, Path::to_owned),
+        recordings.map_or(cfg_rec, Path::to_owned),
     )
 }
 

@@ -248,6 +248,14 @@ fn child_args(cfg: &HoneypotConfig, n_listeners: usize) -> Vec<String> {
         secs(l.session_timeout),
         "--max-bytes".into(),
         l.max_bytes.to_string(),
+        "--recordings-quota-mb".into(),
+        if cfg.recordings {
+            (cfg.recordings_quota >> 20).max(1).to_string()
+        } else {
+            "0".into()
+        },
+        "--recording-max-mb".into(),
+        (cfg.recording_max >> 20).max(1).to_string(),
     ]);
     if let Some(h) = &cfg.hostname {
         a.push("--hostname".into());

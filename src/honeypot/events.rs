@@ -167,10 +167,13 @@ pub fn rule_of(eventid: &str, stage: Option<&str>) -> Option<&'static str> {
 /// An observation from one JSON line the decoy process wrote (untrusted: the address must
 /// parse, user names are cut, and a time in the future becomes `now`).
 pub fn observation_from_json(v: &Value, now: SystemTime) -> Option<Observation> {
-    let rule = rule_of(
-        v.get("eventid")?.as_str()?,
-        v.get("stage").and_then(Value::as_str),
-    )?;
+    let eventid = v.get("eventid")?.as_str()?;
+    // In Cowrie's format this event's `src_ip` is the tunnel's claimed originator, chosen by
+    // the client: never a ban target. The session's `tunnel` stage event carries the peer.
+    if eventid == "cowrie.direct-tcpip.request" {
+        return None;
+    }
+    let rule = rule_of(eventid, v.get("stage").and_then(Value::as_str))?;
     let addr: std::net::IpAddr = v.get("src_ip")?.as_str()?.parse().ok()?;
     let time = v
         .get("timestamp")

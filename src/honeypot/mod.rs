@@ -59,6 +59,8 @@ pub struct DecoyConfig {
     /// Write the JSON lines to this inherited descriptor (a pipe to the daemon) instead of
     /// `events_file`; the decoy exits when the reader is gone.
     pub events_fd: Option<std::os::fd::RawFd>,
+    /// Session recordings (asciinema v2), if on.
+    pub recordings: Option<record::RecordConfig>,
     /// `sensor` field of the events (default: the emulated hostname).
     pub sensor: Option<String>,
     /// Hostname of the emulated machine (default: chosen per install).

@@ -43,6 +43,7 @@ struct Shared {
     profile: HostProfile,
     limits: Limits,
     sink: EventSink,
+    recorder: Option<super::record::Recorder>,
 }
 
 /// Run the decoy on `listener` until `shutdown` completes.
@@ -77,12 +78,22 @@ pub async fn serve(
             .await
             .with_context(|| format!("opening events file {}", cfg.events_file.display()))?,
     };
+    let recorder = match &cfg.recordings {
+        None => None,
+        Some(rc) => {
+            let (r, _task) = super::record::Recorder::start(rc.clone())
+                .await
+                .with_context(|| format!("recordings directory {}", rc.dir.display()))?;
+            Some(r)
+        }
+    };
     let shared = Arc::new(Shared {
         config: Arc::new(russh_config(&cfg, identity.host_keys)),
         policy: AuthPolicy::new(identity.secret),
         profile,
         limits: cfg.limits.clone(),
         sink,
+        recorder,
     });
     let slots = Arc::new(Semaphore::new(cfg.limits.max_sessions));
     let per_addr: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -248,9 +259,25 @@ struct Conn {
     tap: Arc<Tap>,
     hello_sent: AtomicBool,
     authed: AtomicBool,
+    /// Stages reached (bit i: `events::STAGES[i]`).
+    stages: std::sync::atomic::AtomicU8,
 }
 
 impl Conn {
+    /// Record that the session reached `stage` (once per stage and session).
+    fn reach(&self, stage: &'static str) {
+        let Some(i) = events::STAGES.iter().position(|s| *s == stage) else {
+            return;
+        };
+        let bit = 1u8 << i;
+        if self.stages.fetch_or(bit, Ordering::SeqCst) & bit == 0 {
+            self.emit(
+                events::STAGE_EVENT,
+                json!({"stage": stage, "message": format!("session reached stage {stage}")}),
+            );
+        }
+    }
+
     fn emit(&self, eventid: &'static str, fields: Value) {
         self.sink.emit(DecoyEvent {
             eventid,
@@ -318,6 +345,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, src: SocketAddr) {
         tap: tap.clone(),
         hello_sent: AtomicBool::new(false),
         authed: AtomicBool::new(false),
+        stages: std::sync::atomic::AtomicU8::new(0),
     });
     let (sip, sport) = (normalize_addr(src.ip()), src.port());
     let (dip, dport) = (normalize_addr(dst.ip()), dst.port());
@@ -403,6 +431,11 @@ struct ChannelState {
     esc: u8,
     /// The previous byte was CR (so a following LF is the same line end).
     last_cr: bool,
+    /// Terminal type and size from the pty request (for the recording's header).
+    term: String,
+    size: (u32, u32),
+    /// The asciinema recording of this channel, once it runs a shell or a command.
+    rec: Option<super::record::Recording>,
 }
 
 /// The russh handler: one per connection.
@@ -441,6 +474,33 @@ impl Decoy {
             );
         }
         Some(out)
+    }
+
+    /// Send output on `channel`, recording it too.
+    fn send(
+        &self,
+        session: &mut Session,
+        channel: ChannelId,
+        data: Vec<u8>,
+    ) -> Result<(), russh::Error> {
+        if let Some(r) = self.channels.get(&channel).and_then(|s| s.rec.as_ref()) {
+            r.output(&data);
+        }
+        session.data(channel, data)
+    }
+
+    /// Start recording `channel` (shell or exec), if recordings are on.
+    fn start_recording(&mut self, channel: ChannelId) {
+        let Some(rec) = &self.shared.recorder else {
+            return;
+        };
+        let id = self.conn.id.clone();
+        if let Some(st) = self.channels.get_mut(&channel)
+            && st.rec.is_none()
+        {
+            let (w, h) = st.size;
+            st.rec = rec.open_term(&id, w, h, &st.term, SystemClock.now()).ok();
+        }
     }
 
     fn new_shell(&self) -> Shell {
@@ -482,6 +542,7 @@ impl russh::server::Handler for Decoy {
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         self.conn.hello();
         self.attempts += 1;
+        self.conn.reach("spray");
         let ok = self.shared.policy.accepts(user, password);
         let (u, p) = (clip(user), clip(password));
         if ok {
@@ -554,6 +615,9 @@ impl russh::server::Handler for Decoy {
                 line: Vec::new(),
                 esc: 0,
                 last_cr: false,
+                term: super::record::DEFAULT_TERM.into(),
+                size: (80, 24),
+                rec: None,
             },
         );
         reply.accept().await;
@@ -571,6 +635,7 @@ impl russh::server::Handler for Decoy {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let host = clip(host_to_connect);
+        self.conn.reach("tunnel");
         self.conn.emit(
             "cowrie.direct-tcpip.request",
             json!({
@@ -591,9 +656,9 @@ impl russh::server::Handler for Decoy {
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
-        _col_width: u32,
-        _row_height: u32,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(russh::Pty, u32)],
@@ -601,6 +666,8 @@ impl russh::server::Handler for Decoy {
     ) -> Result<(), Self::Error> {
         if let Some(st) = self.channels.get_mut(&channel) {
             st.pty = true;
+            st.term = clip(term).chars().take(64).collect();
+            st.size = (col_width.clamp(1, 1000), row_height.clamp(1, 1000));
         }
         session.channel_success(channel)
     }
@@ -630,6 +697,7 @@ impl russh::server::Handler for Decoy {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.start_recording(channel);
         let motd = self.motd();
         let Some(st) = self.channels.get_mut(&channel) else {
             return Ok(());
@@ -641,7 +709,7 @@ impl russh::server::Handler for Decoy {
             out.extend(st.shell.prompt().into_bytes());
         }
         if !out.is_empty() {
-            session.data(channel, out)?;
+            self.send(session, channel, out)?;
         }
         Ok(())
     }
@@ -653,6 +721,7 @@ impl russh::server::Handler for Decoy {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.start_recording(channel);
         let cut = &data[..data.len().min(shell::MAX_LINE)];
         let line = String::from_utf8_lossy(cut).into_owned();
         let Some(out) = self.command(channel, &line) else {
@@ -660,10 +729,14 @@ impl russh::server::Handler for Decoy {
         };
         let pty = self.channels.get(&channel).is_some_and(|s| s.pty);
         if !out.out.is_empty() {
-            session.data(channel, term(&out.out, pty))?;
+            self.send(session, channel, term(&out.out, pty))?;
         }
         if !out.err.is_empty() {
-            session.extended_data(channel, 1, term(&out.err, pty))?;
+            let err = term(&out.err, pty);
+            if let Some(r) = self.channels.get(&channel).and_then(|s| s.rec.as_ref()) {
+                r.output(&err);
+            }
+            session.extended_data(channel, 1, err)?;
         }
         end_channel(session, channel, out.status)
     }
@@ -683,6 +756,9 @@ impl russh::server::Handler for Decoy {
             };
             if !st.interactive {
                 return Ok(());
+            }
+            if let Some(r) = &st.rec {
+                r.input(data);
             }
             for &b in data {
                 if st.esc > 0 {
@@ -735,7 +811,7 @@ impl russh::server::Handler for Decoy {
             }
         }
         if !echo.is_empty() {
-            session.data(channel, echo)?;
+            self.send(session, channel, echo)?;
         }
         for line in lines {
             let Some(out) = self.command(channel, &line) else {
@@ -751,7 +827,7 @@ impl russh::server::Handler for Decoy {
                     buf.extend_from_slice(b"logout\r\n");
                 }
                 if !buf.is_empty() {
-                    session.data(channel, buf)?;
+                    self.send(session, channel, buf)?;
                 }
                 self.channels.remove(&channel);
                 return end_channel(session, channel, out.status);
@@ -760,12 +836,12 @@ impl russh::server::Handler for Decoy {
                 buf.extend(st.shell.prompt().into_bytes());
             }
             if !buf.is_empty() {
-                session.data(channel, buf)?;
+                self.send(session, channel, buf)?;
             }
         }
         if close {
             if self.channels.get(&channel).is_some_and(|s| s.pty) {
-                session.data(channel, b"logout\r\n".to_vec())?;
+                self.send(session, channel, b"logout\r\n".to_vec())?;
             }
             self.channels.remove(&channel);
             return end_channel(session, channel, 0);
@@ -789,7 +865,7 @@ impl russh::server::Handler for Decoy {
             if let Some(out) = self.command(channel, &rest) {
                 status = out.status;
                 if !out.out.is_empty() {
-                    session.data(channel, out.out.into_bytes())?;
+                    self.send(session, channel, out.out.into_bytes())?;
                 }
             }
             self.channels.remove(&channel);
@@ -836,6 +912,7 @@ mod tests {
             state_dir: dir.path().join("state"),
             events_file: dir.path().join("events.json"),
             events_fd: None,
+            recordings: None,
             sensor: None,
             hostname: None,
             limits: Limits::default(),

@@ -35,13 +35,13 @@ struct Lab {
     listeners: Vec<TcpListener>,
 }
 
-fn ip(ns: &Netns, args: &[&str]) {
+pub(crate) fn ip(ns: &Netns, args: &[&str]) {
     let st = ns.cmd("ip").args(args).status().unwrap();
     assert!(st.success(), "ip {args:?} in {}", ns.name);
 }
 
 /// Join two namespaces with a veth pair and put one v4 and one v6 address on each end.
-fn link(a: &Netns, a_addrs: [&str; 2], b: &Netns, b_addrs: [&str; 2], tag: &str) {
+pub(crate) fn link(a: &Netns, a_addrs: [&str; 2], b: &Netns, b_addrs: [&str; 2], tag: &str) {
     // Created directly inside the namespaces, so names only need to be unique per test run.
     static LINKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = LINKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 1000;
@@ -66,7 +66,7 @@ fn link(a: &Netns, a_addrs: [&str; 2], b: &Netns, b_addrs: [&str; 2], tag: &str)
 }
 
 /// Run `f` on a thread that joined namespace `ns` (sockets it makes live there).
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = PathBuf::from("/run/netns").join(&ns.name);
     std::thread::spawn(move || {
         let fd = File::open(&path).expect("open netns");

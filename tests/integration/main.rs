@@ -10,6 +10,7 @@ mod audit;
 mod bans;
 mod cli;
 mod decoy;
+mod decoy_daemon;
 mod detection;
 mod firewall;
 mod journal;
