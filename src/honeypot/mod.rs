@@ -14,6 +14,7 @@
 //! | [`server`] | accept loop, limits and timeouts, the russh handler |
 //! | [`auth`] | which credentials are accepted (deterministic, keyed, plausible only) |
 //! | [`shell`] | bounded command-line parser and emulated commands (sans-I/O) |
+//! | [`fs`] | the per-session in-memory filesystem the shell reads and writes (bounded) |
 //! | [`profile`] | the one host the decoy pretends to be, chosen per install |
 //! | [`events`] | Cowrie-compatible events, the writer task, observations |
 //! | [`keys`] | host keys and the per-install secret in the state directory |
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod fs;
 pub mod keys;
 pub mod profile;
 pub mod server;
