@@ -15,6 +15,7 @@
 //! | [`auth`] | which credentials are accepted (deterministic, keyed, plausible only) |
 //! | [`shell`] | bounded command-line parser and emulated commands (sans-I/O) |
 //! | [`fs`] | the per-session in-memory filesystem the shell reads and writes (bounded) |
+//! | [`stage`] | attack-chain stages (probe, fingerprint, persistence, download, ...) of commands |
 //! | [`profile`] | the one host the decoy pretends to be, chosen per install |
 //! | [`events`] | Cowrie-compatible events, the writer task, observations |
 //! | [`keys`] | host keys and the per-install secret in the state directory |
@@ -33,6 +34,7 @@ pub mod keys;
 pub mod profile;
 pub mod server;
 pub mod shell;
+pub mod stage;
 pub mod wire;
 
 use std::path::PathBuf;
