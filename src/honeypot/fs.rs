@@ -383,16 +383,16 @@ impl Fs {
             keys.extend(self.subtree(path).map(|(k, _)| k.clone()));
         }
         let mut failed = Vec::new();
-        let mut kept: Vec<String> = Vec::new();
+        let mut kept: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         // Deepest first: a directory's entries sort after it.
         for k in keys.iter().rev() {
             let blocked = self.get(k).is_some_and(|n| n.immutable)
                 || self.get(parent(k)).is_some_and(|n| n.immutable);
             if blocked {
                 failed.push((k.clone(), FsError::NotPermitted));
-                kept.push(parent(k).to_owned());
-            } else if kept.iter().any(|d| d == k) {
-                kept.push(parent(k).to_owned());
+                kept.insert(parent(k).to_owned());
+            } else if kept.contains(k) {
+                kept.insert(parent(k).to_owned());
             } else if let Some(n) = self.nodes.remove(k) {
                 self.used -= (n.size() as usize).min(self.used) * usize::from(is_counted(&n));
             }

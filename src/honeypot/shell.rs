@@ -837,6 +837,9 @@ impl Shell {
             Some(err) => Output::fail(err, 1),
             None => self.simple(&words, &input),
         };
+        // Every command's output is bounded, also between the stages of a pipeline.
+        truncate_bounded(&mut o.out);
+        truncate_bounded(&mut o.err);
         let writes: Vec<&str> = simple
             .redirs
             .iter()
@@ -2767,6 +2770,11 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+fn truncate_bounded(s: &mut String) {
+    let keep = cut(s, MAX_OUTPUT).len();
+    s.truncate(keep);
+}
+
 fn push_bounded(dst: &mut String, src: &str) {
     let room = MAX_OUTPUT.saturating_sub(dst.len());
     dst.push_str(cut(src, room));
@@ -3634,6 +3642,27 @@ mod tests {
                 .err
                 .contains("nohup: failed to run command")
         );
+    }
+
+    /// Each stage of a pipeline is cut at `MAX_OUTPUT`, so output that grows per stage
+    /// (`base64 | base64 | ...`) stays bounded.
+    #[test]
+    fn growing_pipelines_are_bounded() {
+        let mut sh = shell();
+        let line = format!("cat /proc/cpuinfo{}", " | base64".repeat(100));
+        let o = sh.run(&line);
+        assert!(o.out.len() <= MAX_OUTPUT);
+        // Removing a tree full of immutable entries stays cheap.
+        sh.run("mkdir -p /tmp/i; cd /tmp/i");
+        for i in 0..30 {
+            let l: String = (0..100).map(|j| format!("touch f{i}_{j};")).collect();
+            sh.run(&l);
+        }
+        sh.run("chattr -R +i /tmp/i");
+        let t = std::time::Instant::now();
+        let o = sh.run(&"rm -rf /tmp/i;".repeat(100));
+        assert!(o.err.len() <= MAX_OUTPUT);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
     }
 
     #[test]
