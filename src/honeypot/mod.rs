@@ -14,6 +14,8 @@
 //! | [`server`] | accept loop, limits and timeouts, the russh handler |
 //! | [`auth`] | which credentials are accepted (deterministic, keyed, plausible only) |
 //! | [`shell`] | bounded command-line parser and emulated commands (sans-I/O) |
+//! | [`fs`] | the per-session in-memory filesystem the shell reads and writes (bounded) |
+//! | [`stage`] | attack-chain stages (probe, fingerprint, persistence, download, ...) of commands |
 //! | [`profile`] | the one host the decoy pretends to be, chosen per install |
 //! | [`events`] | Cowrie-compatible events, the writer task, observations |
 //! | [`keys`] | host keys and the per-install secret in the state directory |
@@ -30,6 +32,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod fs;
 pub mod keys;
 pub mod profile;
 pub mod record;
@@ -37,6 +40,7 @@ pub mod sandbox;
 pub mod server;
 pub mod sessions;
 pub mod shell;
+pub mod stage;
 pub mod wire;
 
 use std::path::PathBuf;
