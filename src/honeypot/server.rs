@@ -466,6 +466,23 @@ impl Decoy {
         );
         st.shell.set_now(SystemClock.now());
         let out = st.shell.run(line);
+        for stage in out.stages.iter() {
+            self.conn.reach(stage.as_str());
+        }
+        for d in &out.downloads {
+            let url = clip(&d.url);
+            // Cowrie's event and fields; nothing was fetched, so there is no `shasum`.
+            self.conn.emit(
+                "cowrie.session.file_download",
+                json!({
+                    "url": url,
+                    "outfile": d.outfile.as_deref().map(clip),
+                    "destfile": d.outfile.as_deref().map(clip),
+                    "tool": d.tool,
+                    "message": format!("Download attempt of {url} recorded (not fetched)"),
+                }),
+            );
+        }
         for name in &out.not_found {
             let name = clip(name);
             self.conn.emit(
