@@ -371,7 +371,18 @@ fn dispatch(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             use crate::store::Store as _;
             let bans = store.bans_since(from)?;
             let obs = store.observations_since(from, 2_000_000)?;
-            let r = crate::report::build(&bans, &obs, from, now);
+            let mut r = crate::report::build(&bans, &obs, from, now);
+            if let Some(h) = &cfg.honeypot {
+                let q = crate::honeypot::sessions::Query {
+                    since: Some(from),
+                    ..Default::default()
+                };
+                match crate::honeypot::sessions::load_sessions(&h.events_file, None, &q) {
+                    Ok(s) => crate::report::add_decoy(&mut r, &s.sessions),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!("decoy events {}: {e}", h.events_file.display()),
+                }
+            }
             if let Some(path) = html {
                 std::fs::write(path, crate::report::html::render(&r))
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;

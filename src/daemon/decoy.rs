@@ -346,7 +346,7 @@ fn supervise(
                 pid.store(child.id() as i32, Ordering::SeqCst);
                 stats.running.store(1, Ordering::Relaxed);
                 tracing::info!(pid = child.id(), "decoy started");
-                read_events(pipe, &mut events, &tx, &stats);
+                read_events(pipe, &mut events, &tx, &stats, alerts.as_ref());
                 let st = child.wait();
                 pid.store(0, Ordering::SeqCst);
                 stats.running.store(0, Ordering::Relaxed);
@@ -399,6 +399,7 @@ fn read_events(
     events: &mut EventsFile,
     tx: &mpsc::Sender<SourceEvent>,
     stats: &DecoyStats,
+    alerts: Option<&AlertHandle>,
 ) {
     let mut r = BufReader::with_capacity(64 * 1024, pipe);
     let mut line = Vec::with_capacity(1024);
@@ -443,9 +444,36 @@ fn read_events(
                 .get("stage")
                 .and_then(Value::as_str)
                 .and_then(crate::honeypot::events::known_stage)
-            && let Ok(mut m) = stats.stages.lock()
         {
-            *m.entry(st).or_default() += 1;
+            if let Ok(mut m) = stats.stages.lock() {
+                *m.entry(st).or_default() += 1;
+            }
+            // A session that plants persistence or fetches a payload is worth a message.
+            if matches!(st, "persistence" | "download")
+                && let Some(a) = alerts
+            {
+                let field = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .chars()
+                        .take(64)
+                        .collect::<String>()
+                };
+                let (src, session) = (field("src_ip"), field("session"));
+                a.emit(
+                    AlertEvent::new(
+                        AlertKind::Decoy,
+                        Severity::High,
+                        SystemTime::now(),
+                        &format!(
+                            "decoy session {session} from {src} reached {st}; see `ravelin \
+                             sessions --addr {src}` and `ravelin replay {session}`"
+                        ),
+                    )
+                    .with_key(&format!("decoy:{st}:{session}")),
+                );
+            }
         }
         events.write(&line);
         if let Some(obs) = observation_from_json(&v, SystemTime::now()) {

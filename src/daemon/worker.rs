@@ -532,7 +532,8 @@ impl Worker {
                 taken = true;
             }
         }
-        if taken && !self.replaying {
+        // Decoy stages are kept even when no jail bans on them: the review's funnel reads them.
+        if (taken || obs.rule.starts_with("decoy.stage.")) && !self.replaying {
             self.counters.matched += 1;
             self.observations.push(obs.clone());
         }

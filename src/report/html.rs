@@ -164,6 +164,31 @@ pub fn render(r: &Report) -> String {
         "<h2>Decoy kill chain</h2>{}",
         bars_svg(&r.funnel, "decoy funnel")
     );
+    for (title, list) in [
+        ("Decoy credentials", &r.decoy_credentials),
+        ("Decoy commands", &r.decoy_commands),
+        (
+            "Decoy downloads (recorded, never fetched)",
+            &r.decoy_downloads,
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            s,
+            "<h2>{title}</h2><table><tr><th>what</th><th>times</th></tr>"
+        );
+        for x in list {
+            let _ = write!(
+                s,
+                "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                esc(&x.key),
+                x.count
+            );
+        }
+        s.push_str("</table>");
+    }
     s.push_str("<h2>Near misses</h2><p>Sources that failed but were never banned.</p><table><tr><th>address</th><th>failures</th><th>most in 24 h</th></tr>");
     for m in &r.near_misses {
         let _ = write!(
@@ -207,12 +232,20 @@ mod tests {
                 count: 3,
             }],
             funnel: vec![],
+            decoy_credentials: vec![],
+            decoy_commands: vec![Ranked {
+                key: "echo '<b onmouseover=alert(1)>'".into(),
+                count: 1,
+            }],
+            decoy_downloads: vec![],
             near_misses: vec![],
             suggestions: vec![],
         };
         let h = render(&r);
         assert!(!h.contains("<script"), "unescaped attacker text");
         assert!(h.contains("&lt;script&gt;"));
+        assert!(!h.contains("<b onmouseover"), "unescaped decoy command");
+        assert!(h.contains("Decoy commands"));
         for external in ["src=", "href=", "@import", "url("] {
             assert!(!h.contains(external), "external reference {external}");
         }

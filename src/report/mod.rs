@@ -89,6 +89,12 @@ pub struct Report {
     pub top_users: Vec<Ranked>,
     /// Decoy funnel (spray, probe, fingerprint, persistence, download): zero until a decoy runs.
     pub funnel: Vec<Ranked>,
+    /// Credentials tried on the decoy (`user / password`), most frequent first.
+    pub decoy_credentials: Vec<Ranked>,
+    /// Command lines typed in the decoy, most frequent first.
+    pub decoy_commands: Vec<Ranked>,
+    /// URLs the decoy's visitors tried to download (never fetched).
+    pub decoy_downloads: Vec<Ranked>,
     /// Sources that failed but were never banned.
     pub near_misses: Vec<NearMiss>,
     /// Threshold suggestions computed from the data.
@@ -96,7 +102,12 @@ pub struct Report {
 }
 
 fn counted(o: &Observation) -> bool {
-    if o.rule.starts_with("decoy.") || o.rule.starts_with("scan.") {
+    // Stage observations describe decoy sessions already counted by their logins: they feed
+    // the funnel, not the attempt counts.
+    if o.rule.starts_with("decoy.stage.") {
+        return false;
+    }
+    if o.rule.starts_with("decoy.") || o.rule.starts_with("scan") {
         return true;
     }
     crate::matcher::default_weight(&o.rule, o.user.as_deref()) > 0.0
@@ -260,9 +271,47 @@ pub fn build(bans: &[BanRow], obs: &[Observation], since: SystemTime, until: Sys
                 count: funnel.get(*s).copied().unwrap_or(0),
             })
             .collect(),
+        decoy_credentials: Vec::new(),
+        decoy_commands: Vec::new(),
+        decoy_downloads: Vec::new(),
         near_misses: near,
         suggestions,
     }
+}
+
+/// Add what the decoy's sessions show (read from its events file): credentials, commands
+/// and download URLs, each cut to a display length and ranked.
+pub fn add_decoy(r: &mut Report, sessions: &[crate::honeypot::sessions::SessionSummary]) {
+    let cut = |s: &str| -> String {
+        let mut t: String = s.chars().take(120).collect();
+        if t.len() < s.len() {
+            t.push('…');
+        }
+        t
+    };
+    let (mut creds, mut cmds, mut urls): (
+        HashMap<String, u64>,
+        HashMap<String, u64>,
+        HashMap<String, u64>,
+    ) = Default::default();
+    for s in sessions {
+        for c in &s.credentials {
+            if let Some(p) = &c.password {
+                *creds
+                    .entry(cut(&format!("{} / {}", c.username, p)))
+                    .or_default() += 1;
+            }
+        }
+        for c in &s.commands {
+            *cmds.entry(cut(c)).or_default() += 1;
+        }
+        for u in &s.downloads {
+            *urls.entry(cut(u)).or_default() += 1;
+        }
+    }
+    r.decoy_credentials = top(creds, 15);
+    r.decoy_commands = top(cmds, 15);
+    r.decoy_downloads = top(urls, 15);
 }
 
 /// The text form (stdout).
@@ -275,11 +324,15 @@ pub fn text(r: &Report) -> String {
         "{} counted attempts from {} sources, {} bans, {} successful logins",
         r.attempts, r.sources, r.bans, r.logins
     );
-    let sections: [(&str, &Vec<Ranked>); 4] = [
+    let sections: [(&str, &Vec<Ranked>); 8] = [
         ("bans by detector", &r.bans_by_detector),
         ("top sources", &r.top_sources),
         ("top prefixes", &r.top_prefixes),
         ("top user names", &r.top_users),
+        ("decoy kill chain (sessions per stage)", &r.funnel),
+        ("decoy credentials", &r.decoy_credentials),
+        ("decoy commands", &r.decoy_commands),
+        ("decoy downloads (not fetched)", &r.decoy_downloads),
     ];
     for (title, list) in sections {
         let _ = writeln!(s, "\n{title}:");

@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -43,6 +44,56 @@ struct Lab {
     setup: Setup,
     daemon: Option<Daemon>,
     events: PathBuf,
+    /// Bodies the webhook sink delivered (a receiver on the server's loopback).
+    webhook: Arc<Mutex<Vec<String>>>,
+}
+
+/// A webhook receiver inside `ns`: records each request's body, answers 200.
+fn webhook_in(ns: &Netns) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let (ptx, prx) = std::sync::mpsc::channel();
+    let nspath = PathBuf::from("/run/netns").join(&ns.name);
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&nspath).unwrap();
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        ptx.send(l.local_addr().unwrap().port()).unwrap();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { break };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = c.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            g.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).into_owned());
+        }
+    });
+    (prx.recv().unwrap(), got)
 }
 
 impl Lab {
@@ -56,9 +107,13 @@ impl Lab {
             "dd",
         );
         let setup = Setup::new(5, "", "");
+        let (port, webhook) = webhook_in(&server);
+        let url = setup.dir.path().join("webhook-url");
+        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
         let events_file = setup.dir.path().join("log/decoy.json");
         let extra = format!(
-            "\n[honeypot]\nlisten = [\"0.0.0.0:22\", \"[::]:22\"]\nevents_file = \"{}\"\nhostname = \"web-07\"\n\n[honeypot.ban]\n{ban}\n",
+            "\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n\n[honeypot]\nlisten = [\"0.0.0.0:22\", \"[::]:22\"]\nevents_file = \"{}\"\nhostname = \"web-07\"\n\n[honeypot.ban]\n{ban}\n",
+            url.display(),
             events_file.display()
         );
         let mut text = std::fs::read_to_string(&setup.config).unwrap();
@@ -85,6 +140,7 @@ impl Lab {
             setup,
             daemon: Some(daemon),
             events: events_file,
+            webhook,
         };
         assert!(
             lab.wait_decoy(Duration::from_secs(20)),
@@ -278,10 +334,19 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
         assert!(out.contains("root@web-07:~# "), "{name}: {out}");
         sources.push((name.clone(), src));
     }
+    // Sessions that reach persistence or download are banned while still open, so their
+    // close may only come with the idle timeout; the others close at `exit`.
+    let bans_at_once = |name: &str| matches!(expected_stage(name), "persistence" | "download");
     let ev = lab.wait_events(Duration::from_secs(15), |ev| {
-        sources
-            .iter()
-            .all(|(_, s)| !of(ev, "cowrie.session.closed", s).is_empty())
+        sources.iter().all(|(n, s)| {
+            if bans_at_once(n) {
+                of(ev, "ravelin.session.stage", s)
+                    .iter()
+                    .any(|e| e["stage"] == expected_stage(n))
+            } else {
+                !of(ev, "cowrie.session.closed", s).is_empty()
+            }
+        })
     });
     for (name, src) in &sources {
         assert_eq!(of(&ev, "cowrie.login.success", src).len(), 1, "{name}");
@@ -289,8 +354,10 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
             !of(&ev, "cowrie.client.kex", src).is_empty(),
             "{name}: no hassh"
         );
-        let closed = of(&ev, "cowrie.session.closed", src);
-        assert!(closed[0]["duration_ms"].is_u64(), "{name}");
+        if !bans_at_once(name) {
+            let closed = of(&ev, "cowrie.session.closed", src);
+            assert!(closed[0]["duration_ms"].is_u64(), "{name}");
+        }
         let stages: Vec<&str> = of(&ev, "ravelin.session.stage", src)
             .iter()
             .filter_map(|e| e["stage"].as_str())
@@ -356,6 +423,39 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("web-07"), "{}", stdout(&o));
 
+    // The weekly review shows the decoy's credentials, commands and funnel.
+    let rep = stdout(&lab.setup.cli(&["report", "--since", "1d"]));
+    assert!(rep.contains(&format!("root / {good}")), "{rep}");
+    assert!(rep.contains("decoy commands:"), "{rep}");
+    assert!(rep.contains("http://198.51.100.23/bins.sh"), "{rep}");
+    assert!(rep.starts_with("ravelin report"), "{rep}");
+    assert!(rep.contains("4 counted attempts from 4 sources"), "{rep}");
+    let funnel_line = rep
+        .lines()
+        .skip_while(|l| !l.starts_with("decoy kill chain"))
+        .find(|l| l.trim_start().starts_with("persistence"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(funnel_line.split_whitespace().last() != Some("0"), "{rep}");
+    // And the operations channel heard about the persistence and the download.
+    let t0 = Instant::now();
+    let alerted = |stage: &str| {
+        lab.webhook
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.contains("decoy session") && b.contains(&format!("reached {stage}")))
+    };
+    while t0.elapsed() < Duration::from_secs(10) && !(alerted("persistence") && alerted("download"))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        alerted("persistence") && alerted("download"),
+        "{:?}",
+        lab.webhook.lock().unwrap()
+    );
+
     // The metrics count the decoy's sessions and stages.
     let code = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9847/metrics', timeout=5).read().decode())";
     let m = stdout(
@@ -392,6 +492,18 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     assert!(new.is_some(), "no restart; log:\n{}", lab.log());
     assert!(lab.wait_decoy(Duration::from_secs(10)));
     assert!(lab.log().contains("decoy stopped"), "{}", lab.log());
+    let t0 = Instant::now();
+    let crashed = || {
+        lab.webhook
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.contains("SSH decoy stopped"))
+    };
+    while t0.elapsed() < Duration::from_secs(10) && !crashed() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(crashed(), "{:?}", lab.webhook.lock().unwrap());
     assert!(lab.setup.cli(&["status"]).status.success());
     drop(lab.daemon);
 }
