@@ -225,6 +225,20 @@ fn russh_config(cfg: &DecoyConfig, keys: Vec<russh::keys::PrivateKey>) -> russh:
             cipher: Cow::Borrowed(CIPHERS),
             mac: Cow::Borrowed(MACS),
             compression: Cow::Borrowed(COMPRESSION),
+            // Debian's sshd loads its host keys RSA, ECDSA, Ed25519 and offers them in that
+            // order, with RSA only as rsa-sha2-* (never SHA-1 `ssh-rsa`, gone since 8.8).
+            key: Cow::Owned(vec![
+                russh::keys::Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha512),
+                },
+                russh::keys::Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha256),
+                },
+                russh::keys::Algorithm::Ecdsa {
+                    curve: russh::keys::EcdsaCurve::NistP256,
+                },
+                russh::keys::Algorithm::Ed25519,
+            ]),
             ..Default::default()
         },
         nodelay: true,

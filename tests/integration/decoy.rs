@@ -520,3 +520,55 @@ fn global_session_cap_closes_extra_connections_at_accept() {
     assert!(closed_within(&mut extra, Duration::from_secs(3)).is_some());
     drop(held);
 }
+
+/// `ssh-audit` (Debian's) sees a Debian OpenSSH 9.2: no library name anywhere, the three host
+/// key types a Debian sshd has, and no SHA-1 `ssh-rsa` host key (gone from OpenSSH since 8.8).
+#[test]
+fn ssh_audit_sees_openssh_and_no_library() {
+    let have = Command::new("ssh-audit")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !have {
+        eprintln!("SKIP: needs ssh-audit (apt-get install ssh-audit)");
+        return;
+    }
+    let d = Decoy::start(&[]);
+    let o = Command::new("timeout")
+        .args([
+            "60",
+            "ssh-audit",
+            "-n",
+            "-p",
+            &d.port.to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("(gen) software: OpenSSH 9.2p1"), "{out}");
+    for lib in [
+        "russh", "libssh", "paramiko", "twisted", "cowrie", "go", "dropbear",
+    ] {
+        let hit = out.lines().any(|l| {
+            l.starts_with("(gen) software") && l.to_ascii_lowercase().contains(lib)
+                || l.starts_with("(gen) banner") && l.to_ascii_lowercase().contains(lib)
+        });
+        assert!(!hit, "{lib} named: {out}");
+    }
+    assert!(!out.to_ascii_lowercase().contains("russh"), "{out}");
+    for key in [
+        "(key) ssh-ed25519",
+        "(key) ecdsa-sha2-nistp256",
+        "(key) rsa-sha2-512",
+    ] {
+        assert!(out.contains(key), "{key} missing: {out}");
+    }
+    assert!(
+        !out.contains("(key) ssh-rsa "),
+        "SHA-1 host key offered: {out}"
+    );
+    drop(d);
+}
