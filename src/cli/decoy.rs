@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Largest single recording, MiB.
     #[arg(long, default_value_t = 8)]
     pub recording_max_mb: u64,
+    /// Fraction of the plausible weak credentials the decoy accepts (0: none, record only).
+    #[arg(long, default_value_t = 0.25)]
+    pub accept_fraction: f64,
+    /// Also accept this `user:password` (repeatable).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub accept_also: Vec<String>,
     /// Login attempts per connection.
     #[arg(long, default_value_t = Limits::default().max_auth_tries)]
     pub max_auth_tries: usize,
@@ -174,6 +180,16 @@ pub fn run(args: &DecoyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         state_dir: ".".into(),
         events_file: a.events.clone().unwrap_or_default(),
         events_fd: Some(events_fd),
+        accept_fraction: a.accept_fraction,
+        accept_also: a
+            .accept_also
+            .iter()
+            .map(|p| {
+                p.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .with_context(|| format!("--accept-also {p:?}: expected USER:PASSWORD"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         recordings: (a.recordings_quota_mb > 0).then(|| crate::honeypot::record::RecordConfig {
             dir: "recordings".into(),
             quota_bytes: a.recordings_quota_mb.saturating_mul(1 << 20),

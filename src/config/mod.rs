@@ -81,6 +81,10 @@ pub struct HoneypotConfig {
     pub sensor: Option<String>,
     /// Per-session and global limits.
     pub limits: crate::honeypot::Limits,
+    /// Fraction of the plausible weak credentials accepted (`accept_fraction`, 0 to 1).
+    pub accept_fraction: f64,
+    /// `user:password` pairs always accepted (`accept_also`).
+    pub accept_also: Vec<(String, String)>,
     /// Keep asciinema recordings of sessions in `data_dir/recordings`.
     pub recordings: bool,
     /// Disk quota for all recordings (oldest removed first).

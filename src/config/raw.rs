@@ -967,6 +967,32 @@ fn parse_honeypot(
             .integer("max_bytes", 1024, 1 << 40, errs)
             .map_or(d.max_bytes, |n| n as u64),
     };
+    let mut accept_fraction = 0.25;
+    if let Some(f) = s.float("accept_fraction", errs) {
+        if (0.0..=1.0).contains(&f) {
+            accept_fraction = f;
+        } else {
+            errs.push((
+                "honeypot.accept_fraction".into(),
+                format!("{f} is not between 0 (accept nothing) and 1"),
+            ));
+        }
+    }
+    let mut accept_also = Vec::new();
+    for (i, p) in s
+        .strings("accept_also", errs)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match p.split_once(':') {
+            Some((u, pw)) if !u.is_empty() => accept_also.push((u.to_string(), pw.to_string())),
+            _ => errs.push((
+                format!("honeypot.accept_also[{i}]"),
+                "expected \"user:password\"".into(),
+            )),
+        }
+    }
     let recordings = s.boolean("recordings", errs).unwrap_or(true);
     let mib = 1024 * 1024;
     let recordings_quota = s
@@ -1040,6 +1066,8 @@ fn parse_honeypot(
         hostname,
         sensor,
         limits,
+        accept_fraction,
+        accept_also,
         recordings,
         recordings_quota,
         recording_max,

@@ -272,3 +272,86 @@ fn absurd_ban_lengths_are_refused_not_overflowed() {
         "{err}"
     );
 }
+
+/// The issue's `[honeypot]` sample as written: defaults filled in, the two decoy jails added.
+#[test]
+fn honeypot_sample_gets_defaults_and_decoy_jails() {
+    let text = r#"
+[honeypot]
+listen = ["0.0.0.0:22", "[::]:22"]
+events_file = "/var/log/ravelin/decoy.json"   # Cowrie-compatible JSON lines
+"#;
+    let c = Config::parse(text, None).unwrap();
+    let h = c.honeypot.as_ref().expect("honeypot");
+    assert_eq!(h.listen.len(), 2);
+    assert_eq!(h.events_file, Path::new("/var/log/ravelin/decoy.json"));
+    assert_eq!(h.data_dir, c.state_dir.join("decoy"));
+    assert_eq!(h.user, "nobody");
+    assert_eq!(h.sandbox, crate::honeypot::sandbox::SandboxMode::Required);
+    assert!(h.banner.starts_with("SSH-2.0-OpenSSH_"));
+    assert_eq!(h.ban_stages, ["persistence", "download"]);
+    let decoy = c.jails.iter().find(|j| j.name == "decoy").unwrap();
+    assert_eq!(decoy.kinds, ["decoy.login"]);
+    assert_eq!(decoy.max_retry.get(), 5);
+    let intrusion = c
+        .jails
+        .iter()
+        .find(|j| j.name == "decoy-intrusion")
+        .unwrap();
+    assert_eq!(
+        intrusion.kinds,
+        ["decoy.stage.persistence", "decoy.stage.download"]
+    );
+    assert_eq!(intrusion.max_retry.get(), 1);
+    assert_eq!(
+        intrusion.ban_time,
+        BanLength::For(Duration::from_secs(7 * 86400))
+    );
+}
+
+#[test]
+fn honeypot_errors_name_their_keys_and_own_decoy_jails_replace_the_built_in_ones() {
+    let text = r#"
+[honeypot]
+listen = ["0.0.0.0"]
+sandbox = "maybe"
+banner = "OpenSSH"
+accept_fraction = 2
+accept_also = ["nocolon"]
+max_sessions = 0
+[honeypot.ban]
+logins = 0
+stages = ["persistence", "exfiltration"]
+stage_ban_time = "0s"
+"#;
+    let err = Config::parse(text, None).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|(p, _)| p.as_str()).collect();
+    for want in [
+        "honeypot.listen[0]",
+        "honeypot.sandbox",
+        "honeypot.banner",
+        "honeypot.accept_fraction",
+        "honeypot.accept_also[0]",
+        "honeypot.max_sessions",
+        "honeypot.ban.logins",
+        "honeypot.ban.stages[1]",
+        "honeypot.ban.stage_ban_time",
+    ] {
+        assert!(paths.contains(&want), "missing {want}: {paths:?}");
+    }
+    let text = r#"
+[honeypot]
+listen = ["127.0.0.1:2222"]
+accept_fraction = 0
+accept_also = ["admin:Summer2026!"]
+[[jail]]
+name = "my-decoy"
+kinds = ["decoy.login.failed"]
+max_retry = 20
+"#;
+    let c = Config::parse(text, None).unwrap();
+    assert!(c.jails.iter().all(|j| !j.name.starts_with("decoy")));
+    let h = c.honeypot.unwrap();
+    assert_eq!(h.accept_fraction, 0.0);
+    assert_eq!(h.accept_also, [("admin".into(), "Summer2026!".into())]);
+}

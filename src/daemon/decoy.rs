@@ -248,6 +248,8 @@ fn child_args(cfg: &HoneypotConfig, n_listeners: usize) -> Vec<String> {
         secs(l.session_timeout),
         "--max-bytes".into(),
         l.max_bytes.to_string(),
+        "--accept-fraction".into(),
+        cfg.accept_fraction.to_string(),
         "--recordings-quota-mb".into(),
         if cfg.recordings {
             (cfg.recordings_quota >> 20).max(1).to_string()
@@ -257,6 +259,10 @@ fn child_args(cfg: &HoneypotConfig, n_listeners: usize) -> Vec<String> {
         "--recording-max-mb".into(),
         (cfg.recording_max >> 20).max(1).to_string(),
     ]);
+    for (u, p) in &cfg.accept_also {
+        a.push("--accept-also".into());
+        a.push(format!("{u}:{p}"));
+    }
     if let Some(h) = &cfg.hostname {
         a.push("--hostname".into());
         a.push(h.clone());

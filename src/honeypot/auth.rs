@@ -49,12 +49,15 @@ const PASSWORDS: &[&str] = &[
     "pass",
 ];
 
-/// The acceptance policy: a secret key and the fraction of plausible pairs accepted.
+/// The acceptance policy: a secret key and the fraction of plausible pairs accepted, plus
+/// pairs the operator adds.
 #[derive(Clone)]
 pub struct AuthPolicy {
     key: [u8; 32],
-    /// Accept a plausible pair when `hash % 256 < threshold`.
+    /// Accept a plausible pair when `hash % 256 < threshold` (0: none).
     threshold: u8,
+    /// Pairs always accepted (`[honeypot] accept_also`).
+    also: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for AuthPolicy {
@@ -69,12 +72,35 @@ impl AuthPolicy {
     /// A policy keyed by `key` (per install, kept in the state directory), accepting about
     /// a quarter of the plausible pairs.
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key, threshold: 64 }
+        Self {
+            key,
+            threshold: 64,
+            also: Vec::new(),
+        }
+    }
+
+    /// Accept this fraction (0.0 to 1.0) of the plausible pairs; 0 accepts none of them
+    /// (record-only: every login fails, no shell is ever given).
+    pub fn with_fraction(mut self, fraction: f64) -> Self {
+        self.threshold = (fraction.clamp(0.0, 1.0) * 256.0).round().min(255.0) as u8;
+        if fraction >= 1.0 {
+            self.threshold = 255;
+        }
+        self
+    }
+
+    /// Also accept these exact `(user, password)` pairs.
+    pub fn with_also(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.also = pairs;
+        self
     }
 
     /// Should this `(user, password)` pair log in?
     pub fn accepts(&self, user: &str, password: &str) -> bool {
-        if !USERS.contains(&user) || !PASSWORDS.contains(&password) {
+        if self.also.iter().any(|(u, p)| u == user && p == password) {
+            return true;
+        }
+        if self.threshold == 0 || !USERS.contains(&user) || !PASSWORDS.contains(&password) {
             return false;
         }
         let mut h = Sha256::new();
@@ -84,7 +110,7 @@ impl AuthPolicy {
         h.update((password.len() as u32).to_be_bytes());
         h.update(password.as_bytes());
         let d = h.finalize();
-        d[0] < self.threshold
+        d[0] < self.threshold || self.threshold == 255
     }
 
     /// One plausible pair this policy accepts for `user`, if any (for tests and operators).
@@ -140,5 +166,19 @@ mod tests {
             .iter()
             .any(|pw| a.accepts("root", pw) != b.accepts("root", pw));
         assert!(differs);
+    }
+
+    #[test]
+    fn fraction_zero_refuses_all_and_extra_pairs_always_work() {
+        let none = AuthPolicy::new([7; 32]).with_fraction(0.0);
+        assert!(USERS.iter().all(|u| none.an_accepted_password(u).is_none()));
+        let all = AuthPolicy::new([7; 32]).with_fraction(1.0);
+        assert!(USERS.iter().all(|u| all.a_refused_password(u).is_none()));
+        let p = AuthPolicy::new([7; 32])
+            .with_fraction(0.0)
+            .with_also(vec![("admin".into(), "Summer2026!".into())]);
+        assert!(p.accepts("admin", "Summer2026!"));
+        assert!(!p.accepts("admin", "summer2026!"));
+        assert!(!p.accepts("root", "Summer2026!"));
     }
 }

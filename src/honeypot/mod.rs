@@ -71,6 +71,10 @@ pub struct DecoyConfig {
     pub hostname: Option<String>,
     /// Limits applied to every session.
     pub limits: Limits,
+    /// Fraction of the plausible weak pairs accepted (0: none; default 0.25).
+    pub accept_fraction: f64,
+    /// `(user, password)` pairs always accepted.
+    pub accept_also: Vec<(String, String)>,
 }
 
 /// Bounds on what one client (or all of them) can make the decoy hold.

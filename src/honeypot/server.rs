@@ -89,7 +89,9 @@ pub async fn serve(
     };
     let shared = Arc::new(Shared {
         config: Arc::new(russh_config(&cfg, identity.host_keys)),
-        policy: AuthPolicy::new(identity.secret),
+        policy: AuthPolicy::new(identity.secret)
+            .with_fraction(cfg.accept_fraction)
+            .with_also(cfg.accept_also.clone()),
         profile,
         limits: cfg.limits.clone(),
         sink,
@@ -944,6 +946,8 @@ mod tests {
             events_file: dir.path().join("events.json"),
             events_fd: None,
             recordings: None,
+            accept_fraction: 0.25,
+            accept_also: Vec::new(),
             sensor: None,
             hostname: None,
             limits: Limits::default(),
