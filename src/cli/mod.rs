@@ -617,6 +617,22 @@ fn print_status(out: &mut dyn Write, d: &Value) -> anyhow::Result<()> {
             src["rotations"]
         )?;
     }
+    if let Some(dc) = d.get("decoy").filter(|v| v.is_object()) {
+        writeln!(
+            out,
+            "decoy: {}, {} restarts, {} sessions, {} logins failed, {} succeeded, {} commands",
+            if dc["running"] == true {
+                "running"
+            } else {
+                "NOT RUNNING"
+            },
+            dc["restarts"],
+            dc["sessions"],
+            dc["logins_failed"],
+            dc["logins_succeeded"],
+            dc["commands"]
+        )?;
+    }
     writeln!(out, "jails:")?;
     for j in d["jails"].as_array().into_iter().flatten() {
         writeln!(

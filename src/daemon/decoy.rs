@@ -59,6 +59,21 @@ pub struct DecoyStats {
 }
 
 impl DecoyStats {
+    /// The decoy's part of `ravelin status`.
+    pub fn status_json(&self) -> Value {
+        let events = self.events.lock().map(|m| m.clone()).unwrap_or_default();
+        let stages = self.stages.lock().map(|m| m.clone()).unwrap_or_default();
+        serde_json::json!({
+            "running": self.running.load(Ordering::Relaxed) == 1,
+            "restarts": self.restarts.load(Ordering::Relaxed),
+            "sessions": events.get("cowrie.session.connect").copied().unwrap_or(0),
+            "logins_failed": events.get("cowrie.login.failed").copied().unwrap_or(0),
+            "logins_succeeded": events.get("cowrie.login.success").copied().unwrap_or(0),
+            "commands": events.get("cowrie.command.input").copied().unwrap_or(0),
+            "stages": stages,
+        })
+    }
+
     /// Add the decoy's families to a metrics exposition (labels: event ids and stage names,
     /// both from fixed lists).
     pub fn render(&self, e: &mut crate::metrics::Exposition) {

@@ -1436,6 +1436,7 @@ impl Worker {
             "jails": self.jails_json(now),
             "counters": self.counters,
             "recent": self.recent.iter().rev().map(|o| json!({"time": rfc3339(o.time), "addr": o.addr.to_string(), "rule": &*o.rule, "user": o.user})).collect::<Vec<_>>(),
+            "decoy": self.decoy.as_ref().map(|d| d.status_json()),
         })
     }
 }

@@ -504,7 +504,13 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(crashed(), "{:?}", lab.webhook.lock().unwrap());
-    assert!(lab.setup.cli(&["status"]).status.success());
+    let st = lab.setup.cli(&["status"]);
+    assert!(st.status.success());
+    assert!(
+        stdout(&st).contains("decoy: running, 1 restarts"),
+        "{}",
+        stdout(&st)
+    );
     drop(lab.daemon);
 }
 
