@@ -103,5 +103,22 @@ for req in [
 ]:
     put("control_request", json.dumps(req))
 
+# Shell sessions: each attack-session fixture as one input (its lines run in order), each
+# line alone, and the command lines quoted in the shell's unit tests.
+SESSIONS = next(
+    (d for d in [ROOT.parent / "shared" / "fixtures" / "attack-sessions",
+                 pathlib.Path("/work/shared/fixtures/attack-sessions")] if d.is_dir()),
+    None,
+)
+if SESSIONS:
+    for f in sorted(SESSIONS.glob("*.txt")):
+        lines = [l for l in f.read_text().splitlines() if l.strip() and not l.startswith("#")]
+        put("shell", "\n".join(lines))
+        for l in lines:
+            put("shell", l)
+shell_tests = (ROOT / "src" / "honeypot" / "shell.rs").read_text()
+for lit in re.findall(r'sh\.run\("((?:[^"\\\n]|\\.)*)"\)', shell_tests):
+    put("shell", lit.encode().decode("unicode_escape"))
+
 for d in sorted((FUZZ / "corpus").iterdir()):
     print(f"{d.name}: {len(list(d.iterdir()))} seeds")

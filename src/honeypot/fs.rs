@@ -26,6 +26,10 @@ pub const MAX_BYTES: usize = 1024 * 1024;
 pub const MAX_NODES: usize = 4096;
 /// Longest path kept (bytes), as Linux's `PATH_MAX`.
 pub const MAX_PATH: usize = 4096;
+/// Deepest entry that can be created (components below `/`). Deeper creation fails with
+/// [`FsError::NameTooLong`]; since nothing deeper exists, resolving any path stops within
+/// this many lookups.
+pub const MAX_DEPTH: usize = 64;
 
 /// Modification time of the image's own files (2025-10-03, when the "server" was installed).
 const IMAGE_MTIME: i64 = 1_759_482_000;
@@ -116,6 +120,8 @@ pub enum FsError {
     NotEmpty,
     /// `EINVAL` (e.g. moving a directory into itself).
     Invalid,
+    /// `ENAMETOOLONG`: deeper than [`MAX_DEPTH`].
+    NameTooLong,
 }
 
 impl FsError {
@@ -130,6 +136,7 @@ impl FsError {
             FsError::NoSpace => "No space left on device",
             FsError::NotEmpty => "Directory not empty",
             FsError::Invalid => "Invalid argument",
+            FsError::NameTooLong => "File name too long",
         }
     }
 }
@@ -342,9 +349,17 @@ impl Fs {
             };
         }
         if parents {
-            let p = parent(path).to_owned();
-            if p != path && !self.is_dir(&p) {
-                self.mkdir(&p, true, owner)?;
+            // Each missing ancestor, from the root down (iterative: no recursion per level).
+            for (i, _) in path.match_indices('/').skip(1) {
+                let a = &path[..i];
+                match self.get(a) {
+                    Some(n) if n.is_dir() || matches!(n.kind, Kind::Link(_)) => {}
+                    Some(_) => return Err(FsError::NotADirectory),
+                    None => {
+                        self.check_new_entry(a)?;
+                        self.insert(a, Kind::Dir, 0o755, owner);
+                    }
+                }
             }
         }
         self.check_new_entry(path)?;
@@ -566,28 +581,28 @@ impl Fs {
             .filter(|(k, _)| k.as_str() != "/")
     }
 
-    /// Every ancestor of `path` must be a directory.
+    /// Every ancestor of `path` must be a directory (checked from the root down, as the
+    /// kernel resolves a path; iterative, so a deep path costs no stack).
     fn check_parents(&self, path: &str) -> Result<(), FsError> {
-        let p = parent(path);
-        if p == path || p == "/" {
-            return Ok(());
-        }
-        match self.get(p) {
-            None => {
-                self.check_parents(p)?;
-                Err(FsError::NotFound)
+        for (i, _) in path.match_indices('/').skip(1) {
+            match self.get(&path[..i]) {
+                None => return Err(FsError::NotFound),
+                Some(n) if !n.is_dir() && !matches!(n.kind, Kind::Link(_)) => {
+                    return Err(FsError::NotADirectory);
+                }
+                Some(_) => {}
             }
-            Some(n) if !n.is_dir() && !matches!(n.kind, Kind::Link(_)) => {
-                Err(FsError::NotADirectory)
-            }
-            Some(_) => Ok(()),
         }
+        Ok(())
     }
 
     /// Whether a new entry may be created at `path` (parent exists, is writable, budget left).
     fn check_new_entry(&self, path: &str) -> Result<(), FsError> {
         if path == "/" {
             return Err(FsError::Exists);
+        }
+        if path.matches('/').count() > MAX_DEPTH {
+            return Err(FsError::NameTooLong);
         }
         self.check_parents(path)?;
         let p = parent(path);
@@ -972,6 +987,30 @@ mod tests {
         }
         assert_eq!(err, Some(FsError::NoSpace));
         assert_eq!(f.node_count(), MAX_NODES);
+    }
+
+    /// A path thousands of levels deep costs no recursion (sessions run on small task stacks).
+    #[test]
+    fn deep_paths_do_not_recurse() {
+        let mut f = fs();
+        let ok = "/tmp".to_owned() + &"/a".repeat(MAX_DEPTH - 1);
+        assert_eq!(f.mkdir(&ok, true, "root"), Ok(()));
+        let deep = "/tmp".to_owned() + &"/a".repeat(2000);
+        let t = std::time::Instant::now();
+        for _ in 0..100 {
+            assert_eq!(f.mkdir(&deep, true, "root"), Err(FsError::NameTooLong));
+            assert_eq!(f.read(&format!("{deep}/x/y")), Err(FsError::NotFound));
+            assert_eq!(
+                f.write(&deep, "x", false, "root"),
+                Err(FsError::NameTooLong)
+            );
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(f.remove("/tmp/a", true).is_empty());
     }
 
     #[test]
