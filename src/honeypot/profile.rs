@@ -30,6 +30,8 @@ pub struct HostProfile {
     pub disk_gb: u64,
     /// Days of uptime shown by `uptime`, `w` and `/proc/uptime`.
     pub uptime_days: u64,
+    /// What `ssh -V` names: the banner's software version (`OpenSSH_9.2p1 Debian-2+deb12u3`).
+    pub ssh_version: String,
 }
 
 const HOST_PREFIXES: &[&str] = &[
@@ -103,6 +105,9 @@ impl HostProfile {
             swap_kb: if pick(8, 2) == 0 { 0 } else { 1_048_572 },
             disk_gb: [25u64, 40, 50, 80, 160][pick(9, 5)],
             uptime_days: 3 + pick(10, 200) as u64,
+            ssh_version: super::DEFAULT_BANNER
+                .trim_start_matches("SSH-2.0-")
+                .to_string(),
         }
     }
 

@@ -68,6 +68,8 @@ pub async fn serve(
     if let Some(h) = &cfg.hostname {
         profile.hostname = h.clone();
     }
+    // `ssh -V` in the shell must name what the banner names.
+    profile.ssh_version = cfg.banner.trim_start_matches("SSH-2.0-").to_string();
     let sensor = cfg
         .sensor
         .clone()
@@ -998,7 +1000,10 @@ mod tests {
         assert_eq!(found.addr.to_string(), "127.0.0.1");
         assert_eq!(found.user.as_deref(), Some("root"));
         assert_eq!(&*found.source, "decoy");
-        assert_eq!(rules, ["decoy.connect", "decoy.login.failed"]);
+        assert_eq!(
+            rules,
+            ["decoy.connect", "decoy.stage.spray", "decoy.login.failed"]
+        );
         let _ = stop_tx.send(());
         server.await.unwrap().unwrap();
     }

@@ -548,10 +548,38 @@ pub const COMMANDS: &[&str] = &[
     "chpasswd", "clear", "cp", "crontab", "curl", "cut", "dash", "date", "df", "echo", "env",
     "exit", "export", "false", "free", "grep", "head", "history", "hostname", "id", "ifconfig",
     "ip", "kill", "killall", "logout", "ls", "lsattr", "lscpu", "mkdir", "mv", "nohup", "nproc",
-    "passwd", "pkill", "printf", "ps", "pwd", "rm", "set", "sh", "sleep", "sort", "sudo", "sync",
-    "tail", "tee", "tftp", "top", "touch", "true", "type", "ulimit", "umask", "uname", "uniq",
-    "unset", "uptime", "useradd", "w", "wc", "wget", "which", "who", "whoami",
+    "passwd", "pkill", "printf", "ps", "pwd", "rm", "set", "sh", "sleep", "sort", "ssh", "sudo",
+    "sync", "tail", "tee", "tftp", "top", "touch", "true", "type", "ulimit", "umask", "uname",
+    "uniq", "unset", "uptime", "useradd", "w", "wc", "wget", "which", "who", "whoami",
 ];
+
+/// `ssh`: `-V` names the same OpenSSH as the banner (as Debian's client and server share a
+/// version); anything that would connect out fails as a firewalled host does, never connecting.
+fn ssh_client(p: &HostProfile, args: &[&str]) -> Output {
+    if args.contains(&"-V") {
+        return Output {
+            err: format!("{}, OpenSSL 3.0.15 3 Sep 2024\n", p.ssh_version),
+            ..Output::default()
+        };
+    }
+    let host = args
+        .iter()
+        .rev()
+        .find(|a| !a.starts_with('-'))
+        .map(|h| h.rsplit('@').next().unwrap_or(h));
+    match host {
+        Some(h) => Output {
+            err: format!("ssh: connect to host {h} port 22: Connection timed out\n"),
+            status: 255,
+            ..Output::default()
+        },
+        None => Output {
+            err: "usage: ssh [-46AaCfGgKkMNnqsTtVvXxYy] [-B bind_interface] [-b bind_address]\n           [-c cipher_spec] [-D [bind_address:]port] [-E log_file]\n           [-e escape_char] [-F configfile] [-I pkcs11] [-i identity_file]\n           [-J destination] [-L address] [-l login_name] [-m mac_spec]\n           [-O ctl_cmd] [-o option] [-P tag] [-p port] [-Q query_option]\n           [-R address] [-S ctl_path] [-W host:port] [-w local_tun[:remote_tun]]\n           destination [command [argument ...]]\n".into(),
+            status: 255,
+            ..Output::default()
+        },
+    }
+}
 
 /// Applets `busybox` answers to (others: `applet not found`, as a real busybox says).
 pub const BUSYBOX_APPLETS: &[&str] = &[
@@ -1035,6 +1063,7 @@ impl Shell {
             "printf" => ok(args.first().map(|f| unescape(f)).unwrap_or_default()),
             "uname" => ok(uname(p, args)),
             "arch" => ok("x86_64\n".into()),
+            "ssh" => ssh_client(p, args),
             "id" => ok(if self.user == "root" {
                 "uid=0(root) gid=0(root) groups=0(root)\n".into()
             } else {
@@ -3679,5 +3708,22 @@ mod tests {
         assert!(s.contains(stage::Stage::Fingerprint) && s.contains(stage::Stage::Probe));
         let s = sh.run("echo k >> ~/.ssh/authorized_keys").stages;
         assert_eq!(s.iter().collect::<Vec<_>>(), [stage::Stage::Persistence]);
+    }
+
+    #[test]
+    fn ssh_version_matches_the_banner_and_never_connects() {
+        let mut sh = shell();
+        let o = sh.run("ssh -V");
+        assert!(
+            o.err.starts_with("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL"),
+            "{o:?}"
+        );
+        assert_eq!(o.status, 0);
+        let o = sh.run("ssh root@203.0.113.9");
+        assert!(
+            o.err.contains("connect to host 203.0.113.9 port 22"),
+            "{o:?}"
+        );
+        assert_eq!(o.status, 255);
     }
 }
