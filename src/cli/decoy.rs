@@ -172,7 +172,11 @@ pub fn run(args: &DecoyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --events FILE or --events-fd FD"),
     };
+    let parent = nix::unistd::getppid();
     prepare_data_dir(&a.state_dir, a.user.as_deref())?;
+    if a.events_fd.is_some() {
+        follow_parent(parent)?;
+    }
     let confinement = sandbox::confine(std::path::Path::new("."), mode)?;
     tracing::info!("decoy confinement: {confinement}");
     let cfg = DecoyConfig {
@@ -265,6 +269,20 @@ fn prepare_data_dir(dir: &std::path::Path, user: Option<&str>) -> anyhow::Result
     std::env::set_current_dir(dir).with_context(|| format!("entering {}", dir.display()))?;
     if let Some((uid, gid)) = ids {
         sandbox::drop_privileges(uid, gid)?;
+    }
+    Ok(())
+}
+
+/// Under the daemon: die with it. The kernel clears the parent-death signal the daemon set
+/// when credentials change, so it is set again after the privilege drop, and a parent that
+/// already went away meanwhile is noticed.
+fn follow_parent(parent: nix::unistd::Pid) -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_PDEATHSIG");
+    }
+    if nix::unistd::getppid() != parent {
+        anyhow::bail!("the daemon that started the decoy is gone");
     }
     Ok(())
 }

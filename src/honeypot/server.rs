@@ -121,6 +121,9 @@ pub async fn serve(
             loop {
                 match listener.accept().await {
                     Ok(x) => {
+                        // russh sets TCP_NODELAY only in its own accept loop; without it
+                        // every session stalls ~40 ms on Nagle against delayed ACKs.
+                        let _ = x.0.set_nodelay(true);
                         if atx.send(x).await.is_err() {
                             return;
                         }

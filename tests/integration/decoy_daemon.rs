@@ -511,7 +511,20 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
         "{}",
         stdout(&st)
     );
+
+    // The decoy dies with the daemon, even a SIGKILLed one (the parent-death signal is set
+    // again after the privilege drop, which clears it).
+    let child = lab.decoy_pid().unwrap();
     drop(lab.daemon);
+    let gone = || {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.contains(") Z ")
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) && !gone() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone(), "decoy {child} outlived its daemon");
 }
 
 #[test]
