@@ -60,9 +60,11 @@ if [ ! -x "$COWRIE_VENV/bin/cowrie" ]; then
     /usr/bin/python3 -m venv "$COWRIE_VENV"
     "$COWRIE_VENV/bin/pip" install -q "$COWRIE_SPEC" >&2
 fi
-# Twisted caches its plugin list next to its code; build it once as root (nobody cannot).
-"$COWRIE_VENV/bin/python" -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))' \
-    2>/dev/null || true
+# Twisted caches its plugin list next to its code; build it once as root (nobody cannot). In a
+# scratch dir: loading Cowrie's plugin writes var/lib/cowrie/uuid under the current directory.
+mkdir "$WORK/plugin-cache"
+(cd "$WORK/plugin-cache" && "$COWRIE_VENV/bin/python" -c \
+    'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))' 2>/dev/null) || true
 cowrie_version=$("$COWRIE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("cowrie"))')
 twisted_version=$("$COWRIE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("twisted"))')
 python_version=$("$COWRIE_VENV/bin/python" -c 'import platform; print(platform.python_version())')
