@@ -46,6 +46,10 @@ struct File {
 struct AuditTable {
     #[serde(default)]
     waiver: Vec<RawWaiver>,
+    /// How often the daemon re-runs the audit (validated by the config parser).
+    #[serde(default)]
+    #[allow(dead_code)]
+    every: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

@@ -56,6 +56,9 @@ pub struct Config {
     pub firewall: Option<crate::firewall::Policy>,
     /// The operations channel (`[alert]`): sinks, grouping, digest. No sinks: counts only.
     pub alert: crate::alert::AlertConfig,
+    /// How often the daemon re-runs the posture audit to alert on new failures
+    /// (`[audit] every`, default 6h).
+    pub audit_every: Duration,
     /// The SSH decoy (`[honeypot]`), if configured; the daemon runs it as a confined child.
     pub honeypot: Option<HoneypotConfig>,
 }

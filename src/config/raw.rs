@@ -791,9 +791,22 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
         }
     }
     // `[audit]` waivers are used by `ravelin audit`; validated here so check-config sees them.
-    if root.get("audit").is_some() {
+    let mut audit_every = Duration::from_secs(6 * 3600);
+    if let Some(a) = root.get("audit") {
         if let Err(e) = crate::audit::waiver::check_waivers(text) {
             errs.extend(e);
+        }
+        match a.get("every") {
+            None => {}
+            Some(Value::String(s)) => match parse_duration(s) {
+                Ok(d) if d >= Duration::from_secs(1) => audit_every = d,
+                Ok(_) => errs.push(("audit.every".into(), "must be at least 1s".into())),
+                Err(e) => errs.push(("audit.every".into(), e)),
+            },
+            Some(_) => errs.push((
+                "audit.every".into(),
+                "expected a duration like \"6h\"".into(),
+            )),
         }
     }
     let honeypot = match root.table("honeypot", &mut errs) {
@@ -869,6 +882,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Errors> {
             firewall,
             alert,
             honeypot,
+            audit_every,
         })
     } else {
         Err(errs)

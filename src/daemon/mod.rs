@@ -136,7 +136,11 @@ async fn async_main(
         enforcer,
         registry.clone(),
     )?;
-    let audit_task = tokio::spawn(watch_audit(alerts.clone(), config_path.clone()));
+    let audit_task = tokio::spawn(watch_audit(
+        alerts.clone(),
+        config_path.clone(),
+        cfg.audit_every,
+    ));
     // The decoy: the daemon binds its ports (it may need root for 22) and keeps them; the
     // decoy process itself runs confined. A port that cannot be bound costs the decoy, not
     // the bans.
@@ -246,17 +250,20 @@ async fn async_main(
     Ok(())
 }
 
-/// How often the daemon re-runs the posture audit to notice changes.
-const AUDIT_EVERY: Duration = Duration::from_secs(6 * 3600);
-
 /// Re-run the posture audit periodically and alert on checks of high or critical severity that
 /// newly fail (a drop-in re-enabling passwords, a flushed firewall): changes, not the standing
 /// state, so the channel stays quiet once the operator knows.
-async fn watch_audit(alerts: crate::alert::AlertHandle, config_path: Option<PathBuf>) {
+async fn watch_audit(
+    alerts: crate::alert::AlertHandle,
+    config_path: Option<PathBuf>,
+    every: Duration,
+) {
     use crate::alert::{AlertEvent, AlertKind, Severity};
     use crate::audit::{Severity as Sev, Status};
     let mut known: Option<std::collections::HashSet<&'static str>> = None;
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // The first run (a minute after start, or sooner if the interval is shorter) learns what
+    // already fails; each later run alerts on what newly fails.
+    tokio::time::sleep(every.min(Duration::from_secs(60))).await;
     loop {
         let cp = config_path.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -297,7 +304,7 @@ async fn watch_audit(alerts: crate::alert::AlertHandle, config_path: Option<Path
             }
             known = Some(ids);
         }
-        tokio::time::sleep(AUDIT_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -1001,4 +1001,71 @@ mod daemon_alerts {
         );
         d.stop();
     }
+
+    /// A high-severity audit check that newly fails reaches the channel: the firewall's
+    /// default-deny disappears from the namespace between two audit runs.
+    #[test]
+    fn an_audit_check_that_newly_fails_is_alerted() {
+        if !can_run() {
+            return;
+        }
+        let ns = Netns::new();
+        // Default deny on input (loopback allowed, so the webhook receiver stays reachable).
+        let st = ns
+            .cmd("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(
+                    b"table inet t { chain input { type filter hook input priority 0; policy drop; iif lo accept; }; }\n",
+                )?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(st.success());
+        let (port, got) = crate::decoy_daemon::webhook_in(&ns);
+        let s = Setup::new(2, "", "");
+        let url = s.dir.path().join("webhook-url");
+        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
+        let mut text = std::fs::read_to_string(&s.config).unwrap();
+        text.push_str(&format!(
+            "\n[audit]\nevery = \"2s\"\n\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
+            url.display()
+        ));
+        std::fs::write(&s.config, text).unwrap();
+        std::fs::write(&s.log, "").unwrap();
+        let d = Daemon::start(&ns, &s);
+        // Let the first run learn the standing state, then take the firewall away.
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        let early: Vec<String> = got.lock().unwrap().clone();
+        assert!(
+            !early.iter().any(|b| b.contains("fw.default-deny")),
+            "alerted before anything changed: {early:?}"
+        );
+        assert!(
+            ns.cmd("nft")
+                .args(["delete", "table", "inet", "t"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t0 = std::time::Instant::now();
+        let seen = || {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|b| b.contains("audit: fw.default-deny now fails"))
+        };
+        while t0.elapsed() < std::time::Duration::from_secs(30) && !seen() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(
+            seen(),
+            "no audit alert: {:?}\n{}",
+            got.lock().unwrap(),
+            d.log()
+        );
+    }
 }

@@ -49,7 +49,7 @@ struct Lab {
 }
 
 /// A webhook receiver inside `ns`: records each request's body, answers 200.
-fn webhook_in(ns: &Netns) -> (u16, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn webhook_in(ns: &Netns) -> (u16, Arc<Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     let g = got.clone();

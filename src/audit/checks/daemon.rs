@@ -157,7 +157,18 @@ pub fn judge_telemetry(status: Option<&Value>, decoys: &[String]) -> CheckResult
             decoys.join(", ")
         },
     ));
-    if sshd_matched > 0 || !decoys.is_empty() {
+    // ravelin's own decoy, as the daemon reports it.
+    let own_decoy = status.is_some_and(|st| st["decoy"]["running"] == true);
+    if let Some(d) = status.map(|st| &st["decoy"]).filter(|d| d.is_object()) {
+        ev.push(Evidence::new(
+            "ravelin status",
+            format!(
+                "decoy running: {}, sessions: {}",
+                d["running"], d["sessions"]
+            ),
+        ));
+    }
+    if sshd_matched > 0 || !decoys.is_empty() || own_decoy {
         SSH_TELEMETRY.result(Status::Pass, "SSH attempts are being observed", ev)
     } else {
         SSH_TELEMETRY.result(
@@ -230,5 +241,10 @@ mod tests {
             judge_telemetry(None, &["endlessh".into()]).status,
             Status::Pass
         );
+        let mut with_decoy = status(10, 0, 0, "nftables");
+        with_decoy["decoy"] = json!({"running": true, "sessions": 3});
+        assert_eq!(judge_telemetry(Some(&with_decoy), &[]).status, Status::Pass);
+        with_decoy["decoy"]["running"] = json!(false);
+        assert_eq!(judge_telemetry(Some(&with_decoy), &[]).status, Status::Warn);
     }
 }
