@@ -129,6 +129,45 @@ fn frame(f: &mut String, st: &Value, bans: &Value, rates: Option<(f64, f64)>) {
     if top.is_empty() {
         let _ = writeln!(f, "  (none yet)");
     }
+    if let Some(d) = st.get("decoy").filter(|d| d.is_object()) {
+        let stages: Vec<String> = crate::honeypot::events::STAGES
+            .iter()
+            .map(|k| format!("{k} {}", d["stages"][*k].as_u64().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(
+            f,
+            "\nDECOY  {}  sessions {}  logins failed {} / succeeded {}  commands {}  restarts {}",
+            if d["running"] == true {
+                "running"
+            } else {
+                "NOT RUNNING"
+            },
+            d["sessions"],
+            d["logins_failed"],
+            d["logins_succeeded"],
+            d["commands"],
+            d["restarts"]
+        );
+        let _ = writeln!(f, "  stages: {}", stages.join(", "));
+        let decoy_recent: Vec<&Value> = recent
+            .iter()
+            .filter(|o| o["rule"].as_str().is_some_and(|r| r.starts_with("decoy.")))
+            .take(5)
+            .collect();
+        for o in decoy_recent {
+            let user = o["user"].as_str().unwrap_or("");
+            let _ = writeln!(
+                f,
+                "  {:<40} {:<24} {}",
+                s(&o["addr"]),
+                s(&o["rule"]),
+                user.chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .take(32)
+                    .collect::<String>()
+            );
+        }
+    }
     let _ = writeln!(f, "\nRECENT BANS");
     let mut list = bans.as_array().cloned().unwrap_or_default();
     list.reverse();
@@ -151,4 +190,46 @@ fn frame(f: &mut String, st: &Value, bans: &Value, rates: Option<(f64, f64)>) {
         let _ = writeln!(f, "  (none)");
     }
     let _ = writeln!(f, "\nCtrl-C to quit");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn frame_shows_the_decoy_and_its_recent_activity() {
+        let st = json!({
+            "pid": 1, "uptime_s": 5, "backend": "log", "config": "x",
+            "active_bans": 0, "kernel_elements": null, "counters": {},
+            "jails": [],
+            "recent": [
+                {"addr": "203.0.113.5", "rule": "decoy.stage.persistence", "user": null},
+                {"addr": "203.0.113.5", "rule": "decoy.login.success", "user": "root\u{1b}[2J"},
+                {"addr": "198.51.100.7", "rule": "sshd.invalid-user", "user": "bob"},
+            ],
+            "decoy": {"running": true, "sessions": 4, "logins_failed": 9, "logins_succeeded": 1,
+                      "commands": 12, "restarts": 0, "stages": {"spray": 4, "persistence": 1}},
+        });
+        let mut f = String::new();
+        frame(&mut f, &st, &json!([]), None);
+        assert!(
+            f.contains("DECOY  running  sessions 4  logins failed 9 / succeeded 1  commands 12"),
+            "{f}"
+        );
+        assert!(
+            f.contains("stages: spray 4, probe 0, fingerprint 0, persistence 1"),
+            "{f}"
+        );
+        assert!(f.contains("decoy.stage.persistence"), "{f}");
+        assert!(
+            !f.contains('\u{1b}'),
+            "control characters from a user name reached the screen"
+        );
+        let mut g = String::new();
+        let mut no_decoy = st.clone();
+        no_decoy.as_object_mut().unwrap().remove("decoy");
+        frame(&mut g, &no_decoy, &json!([]), None);
+        assert!(!g.contains("DECOY"));
+    }
 }

@@ -423,6 +423,11 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("web-07"), "{}", stdout(&o));
 
+    // `top` shows the decoy and what it saw last.
+    let top = stdout(&lab.setup.cli(&["top", "--once"]));
+    assert!(top.contains("DECOY  running"), "{top}");
+    assert!(top.contains("decoy.stage."), "{top}");
+
     // The weekly review shows the decoy's credentials, commands and funnel.
     let rep = stdout(&lab.setup.cli(&["report", "--since", "1d"]));
     assert!(rep.contains(&format!("root / {good}")), "{rep}");
