@@ -1049,14 +1049,7 @@ fn parse_honeypot(
             }
         }
         if let Some(st) = b.strings("stages", errs) {
-            const KNOWN: [&str; 6] = [
-                "spray",
-                "probe",
-                "fingerprint",
-                "persistence",
-                "download",
-                "tunnel",
-            ];
+            const KNOWN: &[&str] = crate::honeypot::events::STAGES;
             for (i, x) in st.iter().enumerate() {
                 if !KNOWN.contains(&x.as_str()) {
                     errs.push((

@@ -390,19 +390,15 @@ fn supervise(
             backoff.as_secs()
         );
         if let Some(a) = &alerts {
-            a.emit(
-                AlertEvent::new(
-                    AlertKind::Decoy,
-                    Severity::High,
-                    SystemTime::now(),
-                    &format!(
-                        "The SSH decoy stopped ({status}); the daemon keeps its ports and \
-                         restarts it in {}s. Bans keep working. If this repeats, run `ravelin \
-                         decoy serve` by hand to see why.",
-                        backoff.as_secs()
-                    ),
-                )
-                .with_key("health:decoy-crashed"),
+            decoy_alert(
+                a,
+                "health:decoy-crashed",
+                &format!(
+                    "The SSH decoy stopped ({status}); the daemon keeps its ports and restarts \
+                     it in {}s. Bans keep working. If this repeats, run `ravelin decoy serve` \
+                     by hand to see why.",
+                    backoff.as_secs()
+                ),
             );
         }
         let until = Instant::now() + backoff;
@@ -412,6 +408,13 @@ fn supervise(
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
     events.flush();
+}
+
+/// A high-severity decoy alert, deduplicated by `key`.
+fn decoy_alert(a: &AlertHandle, key: &str, text: &str) {
+    a.emit(
+        AlertEvent::new(AlertKind::Decoy, Severity::High, SystemTime::now(), text).with_key(key),
+    );
 }
 
 /// Read JSON lines until the child closes the pipe.
@@ -482,17 +485,13 @@ fn read_events(
                         .collect::<String>()
                 };
                 let (src, session) = (field("src_ip"), field("session"));
-                a.emit(
-                    AlertEvent::new(
-                        AlertKind::Decoy,
-                        Severity::High,
-                        SystemTime::now(),
-                        &format!(
-                            "decoy session {session} from {src} reached {st}; see `ravelin \
-                             sessions --addr {src}` and `ravelin replay {session}`"
-                        ),
-                    )
-                    .with_key(&format!("decoy:{st}:{session}")),
+                decoy_alert(
+                    a,
+                    &format!("decoy:{st}:{session}"),
+                    &format!(
+                        "decoy session {session} from {src} reached {st}; see `ravelin \
+                         sessions --addr {src}` and `ravelin replay {session}`"
+                    ),
                 );
             }
         }

@@ -248,18 +248,33 @@ pub async fn start_writer(
     observations: Option<mpsc::Sender<SourceEvent>>,
 ) -> std::io::Result<(EventSink, tokio::task::JoinHandle<()>)> {
     let file = open_events(path).await?;
+    let label = path.display().to_string();
+    Ok(spawn_writer(file, label, sensor, observations, false))
+}
+
+fn spawn_writer(
+    file: tokio::fs::File,
+    label: String,
+    sensor: String,
+    observations: Option<mpsc::Sender<SourceEvent>>,
+    exit_when_unread: bool,
+) -> (EventSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let stats = Arc::new(EventStats::default());
-    let label = path.display().to_string();
-    let task = tokio::spawn(writer(file, label, sensor, rx, stats.clone(), false));
-    Ok((
-        EventSink {
-            tx,
-            observations,
-            stats,
-        },
-        task,
-    ))
+    let task = tokio::spawn(writer(
+        file,
+        label,
+        sensor,
+        rx,
+        stats.clone(),
+        exit_when_unread,
+    ));
+    let sink = EventSink {
+        tx,
+        observations,
+        stats,
+    };
+    (sink, task)
 }
 
 /// Start the writer task on an inherited descriptor (the pipe to the daemon, which writes the
@@ -281,23 +296,12 @@ pub fn start_fd_writer(
     // and nothing else in the process uses it.
     let std_file = unsafe { std::fs::File::from_raw_fd(fd) };
     let file = tokio::fs::File::from_std(std_file);
-    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    let stats = Arc::new(EventStats::default());
-    let task = tokio::spawn(writer(
+    Ok(spawn_writer(
         file,
         format!("fd {fd}"),
         sensor,
-        rx,
-        stats.clone(),
+        observations,
         true,
-    ));
-    Ok((
-        EventSink {
-            tx,
-            observations,
-            stats,
-        },
-        task,
     ))
 }
 

@@ -34,18 +34,7 @@ pub const MAX_COMMANDS: usize = 500;
 /// Download URLs kept per session.
 pub const MAX_DOWNLOADS: usize = 100;
 
-/// The attack stages the server reports, in kill-chain order.
-pub const STAGES: [&str; 6] = [
-    "spray",
-    "probe",
-    "fingerprint",
-    "persistence",
-    "download",
-    "tunnel",
-];
-
-/// The ravelin event that marks a session reaching a new stage (field `stage`).
-pub const STAGE_EVENT: &str = "ravelin.session.stage";
+pub use super::events::{STAGE_EVENT, STAGES};
 
 /// One login attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -933,52 +933,9 @@ mod daemon_alerts {
         if !can_run() {
             return;
         }
-        use std::io::{Read, Write};
         let ns = Netns::new();
         // The receiver lives in the daemon's namespace (its loopback is not ours).
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let (ptx, prx) = std::sync::mpsc::channel::<u16>();
-        let nspath = std::path::PathBuf::from("/run/netns").join(&ns.name);
-        std::thread::spawn(move || {
-            let fd = std::fs::File::open(&nspath).unwrap();
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            ptx.send(l.local_addr().unwrap().port()).unwrap();
-            for conn in l.incoming().take(4) {
-                let Ok(mut c) = conn else { break };
-                c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                    .unwrap();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Read the head, then Content-Length bytes of body.
-                loop {
-                    let n = c.read(&mut chunk).unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(i) = text.find("\r\n\r\n") {
-                        let len = text[..i]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= i + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let _ = c.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                let _ = tx.send(String::from_utf8_lossy(&buf).to_string());
-            }
-        });
-        let port = prx.recv().unwrap();
+        let (port, got) = webhook_in(&ns);
         let s = Setup::new(2, "", "");
         let url = s.dir.path().join("webhook-url");
         std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
@@ -991,9 +948,8 @@ mod daemon_alerts {
         std::fs::write(&s.log, "").unwrap();
         let d = Daemon::start(&ns, &s);
         s.append(&[failed("203.0.113.150", "a"), failed("203.0.113.150", "b")]);
-        let got = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no webhook call\n{}", d.log()));
+        let got = wait_request(&got, std::time::Duration::from_secs(10), |_| true)
+            .unwrap_or_else(|| panic!("no webhook call\n{}", d.log()));
         assert!(got.starts_with("POST /hook"), "{got}");
         assert!(
             got.contains("203.0.113.150") && got.contains("sshd") && got.contains("threshold"),
@@ -1025,7 +981,7 @@ mod daemon_alerts {
             })
             .unwrap();
         assert!(st.success());
-        let (port, got) = crate::decoy_daemon::webhook_in(&ns);
+        let (port, got) = webhook_in(&ns);
         let s = Setup::new(2, "", "");
         let url = s.dir.path().join("webhook-url");
         std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
@@ -1051,18 +1007,11 @@ mod daemon_alerts {
                 .unwrap()
                 .success()
         );
-        let t0 = std::time::Instant::now();
-        let seen = || {
-            got.lock()
-                .unwrap()
-                .iter()
-                .any(|b| b.contains("audit: fw.default-deny now fails"))
-        };
-        while t0.elapsed() < std::time::Duration::from_secs(30) && !seen() {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        let seen = wait_request(&got, std::time::Duration::from_secs(30), |b| {
+            b.contains("audit: fw.default-deny now fails")
+        });
         assert!(
-            seen(),
+            seen.is_some(),
             "no audit alert: {:?}\n{}",
             got.lock().unwrap(),
             d.log()

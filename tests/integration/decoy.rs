@@ -13,7 +13,24 @@ use serde_json::Value;
 
 use crate::harness::BIN;
 
-const SECRET: [u8; 32] = [0x42; 32];
+/// The per-install secret the decoy tests seed, so they know which passwords are accepted.
+pub(crate) const SECRET: [u8; 32] = [0x42; 32];
+
+/// Create `state` (0700) holding [`SECRET`] as the decoy's secret.
+pub(crate) fn seed_secret(state: &Path) {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state)
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(state.join("decoy.secret"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &SECRET))
+        .unwrap();
+}
 const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
 
 fn have_ssh() -> bool {
@@ -41,18 +58,7 @@ impl Decoy {
     fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        // A known per-install secret, so the test knows which passwords the policy accepts.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&state)
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(state.join("decoy.secret"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &SECRET))
-            .unwrap();
+        seed_secret(&state);
         let events = dir.path().join("events.json");
         let mut child = Command::new(BIN)
             .args(["decoy", "serve", "--listen", "127.0.0.1:0", "--state-dir"])

@@ -10,7 +10,7 @@
 //! ```
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,24 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::firewall::{in_ns, ip, link};
-use crate::harness::{BIN, Daemon, Netns, Setup, can_run, stdout};
+use crate::harness::{BIN, Daemon, Netns, Setup, can_run, have, stdout, wait_request, webhook_in};
 
-const SECRET: [u8; 32] = [0x42; 32];
+use crate::decoy::{SECRET, seed_secret};
 const SERVER: &str = "10.79.1.1";
 const ATTACKER: &str = "10.79.1.2";
-
-fn have(program: &str, package: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP: needs {program} (apt-get install {package})");
-    }
-    ok
-}
 
 struct Lab {
     server: Netns,
@@ -46,54 +33,6 @@ struct Lab {
     events: PathBuf,
     /// Bodies the webhook sink delivered (a receiver on the server's loopback).
     webhook: Arc<Mutex<Vec<String>>>,
-}
-
-/// A webhook receiver inside `ns`: records each request's body, answers 200.
-pub(crate) fn webhook_in(ns: &Netns) -> (u16, Arc<Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let g = got.clone();
-    let (ptx, prx) = std::sync::mpsc::channel();
-    let nspath = PathBuf::from("/run/netns").join(&ns.name);
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&nspath).unwrap();
-        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        ptx.send(l.local_addr().unwrap().port()).unwrap();
-        for c in l.incoming() {
-            let Ok(mut c) = c else { break };
-            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                let n = c.read(&mut chunk).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len = text[..i]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        break;
-                    }
-                }
-            }
-            let _ =
-                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            g.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf).into_owned());
-        }
-    });
-    (prx.recv().unwrap(), got)
 }
 
 impl Lab {
@@ -120,19 +59,7 @@ impl Lab {
         text.push_str(&extra);
         std::fs::write(&setup.config, text).unwrap();
         // A known per-install secret, so the test knows which passwords the decoy accepts.
-        let data = setup.dir.path().join("state/decoy");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&data)
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(data.join("decoy.secret"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &SECRET))
-            .unwrap();
+        seed_secret(&setup.dir.path().join("state/decoy"));
         let daemon = Daemon::start(&server, &setup);
         let lab = Self {
             server,
@@ -443,23 +370,12 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
         .to_string();
     assert!(funnel_line.split_whitespace().last() != Some("0"), "{rep}");
     // And the operations channel heard about the persistence and the download.
-    let t0 = Instant::now();
-    let alerted = |stage: &str| {
-        lab.webhook
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|b| b.contains("decoy session") && b.contains(&format!("reached {stage}")))
-    };
-    while t0.elapsed() < Duration::from_secs(10) && !(alerted("persistence") && alerted("download"))
-    {
-        std::thread::sleep(Duration::from_millis(100));
+    for stage in ["persistence", "download"] {
+        let hit = wait_request(&lab.webhook, Duration::from_secs(10), |b| {
+            b.contains("decoy session") && b.contains(&format!("reached {stage}"))
+        });
+        assert!(hit.is_some(), "{stage}: {:?}", lab.webhook.lock().unwrap());
     }
-    assert!(
-        alerted("persistence") && alerted("download"),
-        "{:?}",
-        lab.webhook.lock().unwrap()
-    );
 
     // The metrics count the decoy's sessions and stages.
     let code = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9847/metrics', timeout=5).read().decode())";
@@ -497,18 +413,10 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     assert!(new.is_some(), "no restart; log:\n{}", lab.log());
     assert!(lab.wait_decoy(Duration::from_secs(10)));
     assert!(lab.log().contains("decoy stopped"), "{}", lab.log());
-    let t0 = Instant::now();
-    let crashed = || {
-        lab.webhook
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|b| b.contains("SSH decoy stopped"))
-    };
-    while t0.elapsed() < Duration::from_secs(10) && !crashed() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(crashed(), "{:?}", lab.webhook.lock().unwrap());
+    let crashed = wait_request(&lab.webhook, Duration::from_secs(10), |b| {
+        b.contains("SSH decoy stopped")
+    });
+    assert!(crashed.is_some(), "{:?}", lab.webhook.lock().unwrap());
     let st = lab.setup.cli(&["status"]);
     assert!(st.status.success());
     assert!(

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ravelin");
@@ -303,4 +304,84 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Is `program` on the PATH? Says how to get it when not.
+pub fn have(program: &str, package: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: needs {program} (apt-get install {package})");
+    }
+    ok
+}
+
+/// A webhook receiver inside `ns`: records each request's body, answers 200.
+pub fn webhook_in(ns: &Netns) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let (ptx, prx) = std::sync::mpsc::channel();
+    let nspath = PathBuf::from("/run/netns").join(&ns.name);
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&nspath).unwrap();
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        ptx.send(l.local_addr().unwrap().port()).unwrap();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { break };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = c.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            g.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).into_owned());
+        }
+    });
+    (prx.recv().unwrap(), got)
+}
+
+/// Wait up to `limit` for a request recorded by [`webhook_in`] that satisfies `pred`.
+pub fn wait_request(
+    got: &Mutex<Vec<String>>,
+    limit: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(b) = got.lock().unwrap().iter().find(|b| pred(b)) {
+            return Some(b.clone());
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
