@@ -937,14 +937,7 @@ mod daemon_alerts {
         // The receiver lives in the daemon's namespace (its loopback is not ours).
         let (port, got) = webhook_in(&ns);
         let s = Setup::new(2, "", "");
-        let url = s.dir.path().join("webhook-url");
-        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
-        let mut text = std::fs::read_to_string(&s.config).unwrap();
-        text.push_str(&format!(
-            "\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
-            url.display()
-        ));
-        std::fs::write(&s.config, text).unwrap();
+        s.add_webhook(port);
         std::fs::write(&s.log, "").unwrap();
         let d = Daemon::start(&ns, &s);
         s.append(&[failed("203.0.113.150", "a"), failed("203.0.113.150", "b")]);
@@ -983,14 +976,8 @@ mod daemon_alerts {
         assert!(st.success());
         let (port, got) = webhook_in(&ns);
         let s = Setup::new(2, "", "");
-        let url = s.dir.path().join("webhook-url");
-        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
-        let mut text = std::fs::read_to_string(&s.config).unwrap();
-        text.push_str(&format!(
-            "\n[audit]\nevery = \"2s\"\n\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
-            url.display()
-        ));
-        std::fs::write(&s.config, text).unwrap();
+        s.add_webhook(port);
+        s.add_config("\n[audit]\nevery = \"2s\"\n");
         std::fs::write(&s.log, "").unwrap();
         let d = Daemon::start(&ns, &s);
         // Let the first run learn the standing state, then take the firewall away.

@@ -47,17 +47,13 @@ impl Lab {
         );
         let setup = Setup::new(5, "", "");
         let (port, webhook) = webhook_in(&server);
-        let url = setup.dir.path().join("webhook-url");
-        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
+        setup.add_webhook(port);
         let events_file = setup.dir.path().join("log/decoy.json");
         let extra = format!(
-            "\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n\n[honeypot]\nlisten = [\"0.0.0.0:22\", \"[::]:22\"]\nevents_file = \"{}\"\nhostname = \"web-07\"\n\n[honeypot.ban]\n{ban}\n",
-            url.display(),
+            "\n[honeypot]\nlisten = [\"0.0.0.0:22\", \"[::]:22\"]\nevents_file = \"{}\"\nhostname = \"web-07\"\n\n[honeypot.ban]\n{ban}\n",
             events_file.display()
         );
-        let mut text = std::fs::read_to_string(&setup.config).unwrap();
-        text.push_str(&extra);
-        std::fs::write(&setup.config, text).unwrap();
+        setup.add_config(&extra);
         // A known per-install secret, so the test knows which passwords the decoy accepts.
         seed_secret(&setup.dir.path().join("state/decoy"));
         let daemon = Daemon::start(&server, &setup);

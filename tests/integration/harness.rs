@@ -188,6 +188,23 @@ ban_time_max = "30d"
         Self { dir, config, log }
     }
 
+    /// Append `text` to the config file.
+    pub fn add_config(&self, text: &str) {
+        let mut all = std::fs::read_to_string(&self.config).unwrap();
+        all.push_str(text);
+        std::fs::write(&self.config, all).unwrap();
+    }
+
+    /// Add a webhook sink pointing at `http://127.0.0.1:{port}/hook` (URL in a secret file).
+    pub fn add_webhook(&self, port: u16) {
+        let url = self.dir.path().join("webhook-url");
+        std::fs::write(&url, format!("http://127.0.0.1:{port}/hook\n")).unwrap();
+        self.add_config(&format!(
+            "\n[[alert.sink]]\nkind = \"webhook\"\nurl_file = \"{}\"\n",
+            url.display()
+        ));
+    }
+
     pub fn append(&self, lines: &[String]) {
         append_to(&self.log, lines);
     }
