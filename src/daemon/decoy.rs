@@ -320,8 +320,8 @@ fn spawn_child(
         .stdout(std::process::Stdio::null())
         .env_clear()
         .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            "RAVELIN_LOG",
+            std::env::var("RAVELIN_LOG").unwrap_or_else(|_| "info".into()),
         );
     // SAFETY: only async-signal-safe calls (prctl, dup2) between fork and exec.
     unsafe {
