@@ -940,6 +940,15 @@ fn parse_honeypot(
         .path("data_dir", errs)
         .unwrap_or_else(|| state_dir.join("decoy"));
     let user = s.string("user", errs).unwrap_or_else(|| "nobody".into());
+    if user == "root" || user == "0" {
+        errs.push((
+            "honeypot.user".into(),
+            "the decoy talks to attackers: run it as an unprivileged user (default \"nobody\", \
+             or a dedicated system user)"
+                .into(),
+        ));
+        ok = false;
+    }
     let mut sandbox = SandboxMode::Required;
     if let Some(m) = s.string("sandbox", errs) {
         match SandboxMode::parse(&m) {

@@ -315,6 +315,7 @@ fn honeypot_errors_name_their_keys_and_own_decoy_jails_replace_the_built_in_ones
 [honeypot]
 listen = ["0.0.0.0"]
 sandbox = "maybe"
+user = "root"
 banner = "OpenSSH"
 accept_fraction = 2
 accept_also = ["nocolon"]
@@ -329,6 +330,7 @@ stage_ban_time = "0s"
     for want in [
         "honeypot.listen[0]",
         "honeypot.sandbox",
+        "honeypot.user",
         "honeypot.banner",
         "honeypot.accept_fraction",
         "honeypot.accept_also[0]",

@@ -210,6 +210,9 @@ async fn async_main(
                 match Config::load(config_path.as_deref()) {
                     Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
                     Ok(new) => {
+                        if new.honeypot != cfg.honeypot {
+                            tracing::warn!("[honeypot] changed: the running decoy keeps its settings until ravelin restarts (its jails are reloaded now)");
+                        }
                         running = reload_sources(running, &new, &ev_tx, &cmd_tx, &registry).await;
                         let (tx, rx) = oneshot::channel();
                         if cmd_tx.send(Command::Reload(Box::new(new), hostaddr::host_addresses(), tx)).await.is_ok() {
