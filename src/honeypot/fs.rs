@@ -17,6 +17,7 @@
 //!   ([`FsError::message`]), e.g. `chattr +i` makes `rm` answer "Operation not permitted".
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use super::profile::HostProfile;
 
@@ -193,10 +194,40 @@ pub fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// Built images, per (profile, user): one per user name the decoy accepts, so a few.
+type ImageCache = Vec<(HostProfile, String, Arc<BTreeMap<String, Node>>, usize)>;
+static IMAGES: Mutex<ImageCache> = Mutex::new(Vec::new());
+/// Images kept at most (user names come from accepted logins, but stay bounded anyway).
+const MAX_IMAGES: usize = 32;
+
+/// The image for `profile` and `user`, built once and shared.
+fn image(profile: &HostProfile, user: &str) -> (Arc<BTreeMap<String, Node>>, usize) {
+    let mut cache = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, nodes, used)) = cache
+        .iter()
+        .find(|(p, u, _, _)| p == profile && u == user)
+    {
+        return (nodes.clone(), *used);
+    }
+    let mut fs = Fs {
+        nodes: Arc::new(BTreeMap::new()),
+        used: 0,
+        limit: usize::MAX,
+        now: IMAGE_MTIME,
+    };
+    fs.build_image(profile, user);
+    if cache.len() < MAX_IMAGES {
+        cache.push((profile.clone(), user.to_owned(), fs.nodes.clone(), fs.used));
+    }
+    (fs.nodes, fs.used)
+}
+
 /// A session's view of the emulated host's files.
 #[derive(Debug, Clone)]
 pub struct Fs {
-    nodes: BTreeMap<String, Node>,
+    /// Shared with every other session of the same image until this one first changes
+    /// something (copy on write): an idle session costs a pointer, not a file tree.
+    nodes: Arc<BTreeMap<String, Node>>,
     used: usize,
     limit: usize,
     now: i64,
@@ -205,15 +236,18 @@ pub struct Fs {
 impl Fs {
     /// The Debian 12 image `profile` describes, with a home directory for `user`.
     pub fn new(profile: &HostProfile, user: &str) -> Self {
-        let mut fs = Self {
-            nodes: BTreeMap::new(),
-            used: 0,
-            limit: usize::MAX,
+        let (nodes, used) = image(profile, user);
+        Self {
+            nodes,
+            used,
+            limit: used + MAX_BYTES,
             now: IMAGE_MTIME,
-        };
-        fs.build_image(profile, user);
-        fs.limit = fs.used + MAX_BYTES;
-        fs
+        }
+    }
+
+    /// The tree, for a change (clones the shared image on the session's first change).
+    fn nodes_mut(&mut self) -> &mut BTreeMap<String, Node> {
+        Arc::make_mut(&mut self.nodes)
     }
 
     /// Set the time stamped on entries the session creates or changes (Unix seconds).
@@ -320,7 +354,7 @@ impl Fs {
                 return Err(FsError::NoSpace);
             }
             let now = self.now;
-            if let Some(n) = self.nodes.get_mut(path) {
+            if let Some(n) = self.nodes_mut().get_mut(path) {
                 match &mut n.kind {
                     Kind::File(s) if append => s.push_str(data),
                     k => *k = Kind::File(data.to_owned()),
@@ -370,7 +404,7 @@ impl Fs {
     /// Create an empty file, or update an existing entry's time (`touch`).
     pub fn touch(&mut self, path: &str, owner: &str) -> Result<(), FsError> {
         let now = self.now;
-        match self.nodes.get_mut(path) {
+        match self.nodes_mut().get_mut(path) {
             Some(n) if n.immutable => Err(FsError::NotPermitted),
             Some(n) => {
                 n.mtime = now;
@@ -408,7 +442,7 @@ impl Fs {
                 kept.insert(parent(k).to_owned());
             } else if kept.contains(k) {
                 kept.insert(parent(k).to_owned());
-            } else if let Some(n) = self.nodes.remove(k) {
+            } else if let Some(n) = self.nodes_mut().remove(k) {
                 self.used -= (n.size() as usize).min(self.used) * usize::from(is_counted(&n));
             }
         }
@@ -418,7 +452,7 @@ impl Fs {
 
     /// Set permission bits.
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<(), FsError> {
-        match self.nodes.get_mut(path) {
+        match self.nodes_mut().get_mut(path) {
             None => Err(FsError::NotFound),
             Some(n) if n.immutable => Err(FsError::NotPermitted),
             Some(n) => {
@@ -433,7 +467,7 @@ impl Fs {
         if is_kernel_fs(path) {
             return Err(FsError::NotPermitted);
         }
-        match self.nodes.get_mut(path) {
+        match self.nodes_mut().get_mut(path) {
             None => Err(FsError::NotFound),
             Some(n) => {
                 n.immutable = on;
@@ -515,12 +549,12 @@ impl Fs {
         if node.is_dir() {
             keys.extend(self.subtree(src).map(|(k, _)| k.clone()));
         }
-        if let Some(old) = self.nodes.remove(&dst) {
+        if let Some(old) = self.nodes_mut().remove(&dst) {
             self.used -= (old.size() as usize).min(self.used) * usize::from(is_counted(&old));
         }
         for k in keys {
-            if let Some(n) = self.nodes.remove(&k) {
-                self.nodes.insert(format!("{dst}{}", &k[src.len()..]), n);
+            if let Some(n) = self.nodes_mut().remove(&k) {
+                self.nodes_mut().insert(format!("{dst}{}", &k[src.len()..]), n);
             }
         }
         Ok(())
@@ -539,14 +573,14 @@ impl Fs {
             }
             Kind::Dir | Kind::Link(_) => Err(FsError::IsADirectory),
         }?;
-        if let Some(n) = self.nodes.get_mut(dst) {
+        if let Some(n) = self.nodes_mut().get_mut(dst) {
             n.mode = node.mode;
         }
         Ok(())
     }
 
     fn set_kind(&mut self, path: &str, kind: Kind) {
-        if let Some(n) = self.nodes.get_mut(path) {
+        if let Some(n) = self.nodes_mut().get_mut(path) {
             let old = n.size() as usize * usize::from(is_counted(n));
             n.kind = kind;
             let new = n.size() as usize * usize::from(is_counted(n));
@@ -627,7 +661,7 @@ impl Fs {
             mtime: self.now,
         };
         self.used += node.size() as usize * usize::from(is_counted(&node));
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes_mut().insert(path.to_owned(), node);
     }
 
     fn image(&mut self, path: &str, kind: Kind, mode: u32, owner: &str) {
@@ -639,7 +673,7 @@ impl Fs {
             mtime: IMAGE_MTIME,
         };
         self.used += node.size() as usize * usize::from(is_counted(&node));
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes_mut().insert(path.to_owned(), node);
     }
 
     fn build_image(&mut self, p: &HostProfile, user: &str) {
@@ -893,6 +927,21 @@ mod tests {
 
     fn fs() -> Fs {
         Fs::new(&HostProfile::from_seed(7), "root")
+    }
+
+    #[test]
+    fn sessions_share_the_image_until_one_changes_it() {
+        let p = HostProfile::from_seed(11);
+        let mut a = Fs::new(&p, "root");
+        let b = Fs::new(&p, "root");
+        assert!(Arc::ptr_eq(&a.nodes, &b.nodes), "an idle session copied the image");
+        a.write("/tmp/x", "mine", false, "root").unwrap();
+        assert!(!Arc::ptr_eq(&a.nodes, &b.nodes));
+        assert!(a.get("/tmp/x").is_some());
+        assert!(b.get("/tmp/x").is_none(), "one session's write leaked into another");
+        assert!(Fs::new(&p, "root").get("/tmp/x").is_none());
+        let other = Fs::new(&p, "admin");
+        assert!(!Arc::ptr_eq(&other.nodes, &b.nodes));
     }
 
     #[test]
