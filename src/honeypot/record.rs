@@ -21,7 +21,7 @@
 //! - **File names are session ids only** (12 lowercase hex digits), so nothing a client sends
 //!   can reach the path.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,7 @@ impl Recorder {
             cfg,
             stats: stats.clone(),
             total: finished.iter().map(|f| f.1).sum(),
+            names: finished.iter().map(|f| f.0.clone()).collect(),
             finished,
             live: HashMap::new(),
         };
@@ -403,6 +404,9 @@ struct Writer {
     total: u64,
     finished: VecDeque<Finished>,
     live: HashMap<u64, Live>,
+    /// Paths of every recording on disk, live or finished: a name is checked in constant
+    /// time (the lists above are only scanned on the rare reuse of a name).
+    names: HashSet<PathBuf>,
 }
 
 impl Writer {
@@ -493,13 +497,15 @@ impl Writer {
 
     async fn open(&mut self, serial: u64, id: &str, header: Vec<u8>, alive: Weak<()>) {
         let path = self.cfg.dir.join(format!("{id}.{CAST_EXT}"));
-        if self.live.values().any(|l| l.path == path) {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        // A file left with this name (an earlier run) is replaced.
-        if let Some(i) = self.finished.iter().position(|f| f.0 == path) {
-            if let Some((_, size, _)) = self.finished.remove(i) {
+        if self.names.contains(&path) {
+            if self.live.values().any(|l| l.path == path) {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // A file left with this name (an earlier run) is replaced.
+            if let Some(i) = self.finished.iter().position(|f| f.0 == path)
+                && let Some((_, size, _)) = self.finished.remove(i)
+            {
                 self.total = self.total.saturating_sub(size);
             }
         }
@@ -513,6 +519,7 @@ impl Writer {
                 return;
             }
         };
+        self.names.insert(path.clone());
         self.live.insert(
             serial,
             Live {
@@ -538,6 +545,7 @@ impl Writer {
             let Some((path, size, _)) = self.finished.pop_front() else {
                 return false;
             };
+            self.names.remove(&path);
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {
                     self.stats.rotated_out.fetch_add(1, Ordering::Relaxed);
@@ -615,6 +623,7 @@ impl Writer {
         if l.size == 0 {
             // Not even the header fitted: leave no empty file behind.
             let _ = tokio::fs::remove_file(&l.path).await;
+            self.names.remove(&l.path);
             return;
         }
         self.finished.push_back((l.path, l.size, SystemTime::now()));
