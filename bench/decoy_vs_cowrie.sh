@@ -18,7 +18,10 @@
 # per-install secret, the load generator prints a password it accepts, and Cowrie's userdb gets
 # that same pair. Cowrie runs with its shipped defaults (cowrie.cfg.dist) except the listen
 # endpoint; JSON output stays on, as the decoy's JSON events do. The decoy's session limits
-# are raised (every client is on 127.0.0.x). The client shares the 2 cores with the server.
+# are raised (every client is on 127.0.0.x); everything else is the decoy's default, session
+# recordings included (STATE_DIR/recordings, --recordings-quota-mb 512). The decoy opens --events
+# and chdirs into --state-dir as nobody, so both are owned by nobody. The client shares the 2
+# cores with the server.
 #
 # Cowrie is installed into COWRIE_VENV (default /opt/cowrie-venv) with pip when missing; the
 # venv is made with /usr/bin/python3 so user nobody can run it. Needs root, cargo, python3.
