@@ -203,10 +203,7 @@ const MAX_IMAGES: usize = 32;
 /// The image for `profile` and `user`, built once and shared.
 fn image(profile: &HostProfile, user: &str) -> (Arc<BTreeMap<String, Node>>, usize) {
     let mut cache = IMAGES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, _, nodes, used)) = cache
-        .iter()
-        .find(|(p, u, _, _)| p == profile && u == user)
-    {
+    if let Some((_, _, nodes, used)) = cache.iter().find(|(p, u, _, _)| p == profile && u == user) {
         return (nodes.clone(), *used);
     }
     let mut fs = Fs {
@@ -554,7 +551,8 @@ impl Fs {
         }
         for k in keys {
             if let Some(n) = self.nodes_mut().remove(&k) {
-                self.nodes_mut().insert(format!("{dst}{}", &k[src.len()..]), n);
+                self.nodes_mut()
+                    .insert(format!("{dst}{}", &k[src.len()..]), n);
             }
         }
         Ok(())
@@ -934,11 +932,17 @@ mod tests {
         let p = HostProfile::from_seed(11);
         let mut a = Fs::new(&p, "root");
         let b = Fs::new(&p, "root");
-        assert!(Arc::ptr_eq(&a.nodes, &b.nodes), "an idle session copied the image");
+        assert!(
+            Arc::ptr_eq(&a.nodes, &b.nodes),
+            "an idle session copied the image"
+        );
         a.write("/tmp/x", "mine", false, "root").unwrap();
         assert!(!Arc::ptr_eq(&a.nodes, &b.nodes));
         assert!(a.get("/tmp/x").is_some());
-        assert!(b.get("/tmp/x").is_none(), "one session's write leaked into another");
+        assert!(
+            b.get("/tmp/x").is_none(),
+            "one session's write leaked into another"
+        );
         assert!(Fs::new(&p, "root").get("/tmp/x").is_none());
         let other = Fs::new(&p, "admin");
         assert!(!Arc::ptr_eq(&other.nodes, &b.nodes));

@@ -22,15 +22,15 @@
 //!   can reach the path.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, BufRead};
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+
 use tokio::sync::mpsc;
 
 /// How many chunks may wait for the writer before new ones are dropped.
@@ -125,6 +125,8 @@ enum Msg {
     Close {
         serial: u64,
     },
+    /// Time to look for recordings whose handles were dropped (sent every [`SWEEP`]).
+    Sweep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,15 @@ impl Recorder {
     /// Create the directory (0700) and start the writer task. The task ends once the recorder
     /// and every [`Recording`] are dropped, after closing the files still open.
     pub async fn start(cfg: RecordConfig) -> io::Result<(Recorder, tokio::task::JoinHandle<()>)> {
+        Self::start_gated(cfg, None).await
+    }
+
+    /// [`start`](Self::start), with the writer waiting for `gate` before its first message
+    /// (tests fill the queue this way).
+    async fn start_gated(
+        cfg: RecordConfig,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> io::Result<(Recorder, tokio::task::JoinHandle<()>)> {
         let dir = cfg.dir.clone();
         let finished = tokio::task::spawn_blocking(move || -> io::Result<_> {
             std::fs::DirBuilder::new()
@@ -172,7 +183,24 @@ impl Recorder {
             finished,
             live: HashMap::new(),
         };
-        let task = tokio::spawn(writer.run(rx));
+        // Every SWEEP, ask the writer to look for dropped recordings; the ticker holds only a
+        // weak sender, so it never keeps the writer alive.
+        let weak = tx.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(tx) = weak.upgrade() else { break };
+                let _ = tx.try_send(Msg::Sweep);
+            }
+        });
+        let task = tokio::task::spawn_blocking(move || {
+            if let Some(g) = gate {
+                let _ = g.recv();
+            }
+            writer.run(rx)
+        });
         Ok((
             Recorder {
                 tx,
@@ -383,7 +411,7 @@ fn scan(dir: &Path) -> io::Result<VecDeque<Finished>> {
 
 struct Live {
     path: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<std::fs::File>,
     alive: Weak<()>,
     /// Bytes in the file plus `buf`.
     size: u64,
@@ -410,53 +438,55 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut sweep = tokio::time::interval(SWEEP);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            // Biased to the queue: a recording is only swept as gone once the queue is empty,
-            // so every chunk it sent before it was dropped has been written.
-            tokio::select! {
-                biased;
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    self.handle(msg).await;
-                    // Batch whatever else is already queued before touching the disk.
-                    for _ in 0..1024 {
-                        match rx.try_recv() {
-                            Ok(msg) => self.handle(msg).await,
-                            Err(_) => break,
-                        }
-                    }
-                    self.flush_all().await;
+    /// The writer's loop, on a thread of its own (plain blocking file I/O: no hand-off to a
+    /// blocking pool per write). Ends when every sender is gone.
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            if let Msg::Sweep = msg {
+                // A recording is only swept as gone once the queue is empty, so every chunk
+                // it sent before it was dropped has been written.
+                if rx.is_empty() {
+                    self.sweep();
                 }
-                _ = sweep.tick() => {
-                    let gone: Vec<u64> = self
-                        .live
-                        .iter()
-                        .filter(|(_, l)| l.alive.strong_count() == 0)
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for serial in gone {
-                        self.close(serial).await;
-                    }
+                continue;
+            }
+            self.handle(msg);
+            // Batch whatever else is already queued before touching the disk.
+            for _ in 0..1024 {
+                match rx.try_recv() {
+                    Ok(Msg::Sweep) => {}
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
                 }
             }
+            self.flush_all();
         }
         let all: Vec<u64> = self.live.keys().copied().collect();
         for serial in all {
-            self.close(serial).await;
+            self.close(serial);
         }
     }
 
-    async fn handle(&mut self, msg: Msg) {
+    fn sweep(&mut self) {
+        let gone: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.alive.strong_count() == 0)
+            .map(|(k, _)| *k)
+            .collect();
+        for serial in gone {
+            self.close(serial);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Open {
                 serial,
                 id,
                 header,
                 alive,
-            } => self.open(serial, &id, header, alive).await,
+            } => self.open(serial, &id, header, alive),
             Msg::Data {
                 serial,
                 time,
@@ -475,7 +505,7 @@ impl Writer {
                 let text = take_utf8(pending, &data);
                 if !text.is_empty() {
                     let code = if kind == Kind::Output { "o" } else { "i" };
-                    self.append(serial, event_line(time, code, &text)).await;
+                    self.append(serial, event_line(time, code, &text));
                 }
             }
             Msg::Resize {
@@ -488,14 +518,15 @@ impl Writer {
                     let time = time.max(l.last_time);
                     l.last_time = time;
                     let line = event_line(time, "r", &format!("{width}x{height}"));
-                    self.append(serial, line).await;
+                    self.append(serial, line);
                 }
             }
-            Msg::Close { serial } => self.close(serial).await,
+            Msg::Close { serial } => self.close(serial),
+            Msg::Sweep => self.sweep(),
         }
     }
 
-    async fn open(&mut self, serial: u64, id: &str, header: Vec<u8>, alive: Weak<()>) {
+    fn open(&mut self, serial: u64, id: &str, header: Vec<u8>, alive: Weak<()>) {
         let path = self.cfg.dir.join(format!("{id}.{CAST_EXT}"));
         if self.names.contains(&path) {
             if self.live.values().any(|l| l.path == path) {
@@ -509,9 +540,9 @@ impl Writer {
                 self.total = self.total.saturating_sub(size);
             }
         }
-        let mut o = tokio::fs::OpenOptions::new();
+        let mut o = std::fs::OpenOptions::new();
         o.write(true).create(true).truncate(true).mode(0o600);
-        let file = match o.open(&path).await {
+        let file = match o.open(&path) {
             Ok(f) => f,
             Err(e) => {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -535,18 +566,18 @@ impl Writer {
                 last_time: 0.0,
             },
         );
-        self.append(serial, header).await;
+        self.append(serial, header);
     }
 
     /// Make room for `n` more bytes under the quota by deleting the oldest finished
     /// recordings; false if even deleting all of them is not enough.
-    async fn make_room(&mut self, n: u64) -> bool {
+    fn make_room(&mut self, n: u64) -> bool {
         while self.total + n > self.cfg.quota_bytes {
             let Some((path, size, _)) = self.finished.pop_front() else {
                 return false;
             };
             self.names.remove(&path);
-            match tokio::fs::remove_file(&path).await {
+            match std::fs::remove_file(&path) {
                 Ok(()) => {
                     self.stats.rotated_out.fetch_add(1, Ordering::Relaxed);
                 }
@@ -563,7 +594,7 @@ impl Writer {
         true
     }
 
-    async fn append(&mut self, serial: u64, line: Vec<u8>) {
+    fn append(&mut self, serial: u64, line: Vec<u8>) {
         let n = line.len() as u64;
         let Some(l) = self.live.get(&serial) else {
             return;
@@ -572,7 +603,7 @@ impl Writer {
             return;
         }
         let fits_file = l.size + n <= self.cfg.max_file_bytes;
-        let fits = fits_file && self.make_room(n).await;
+        let fits = fits_file && self.make_room(n);
         let Some(l) = self.live.get_mut(&serial) else {
             return;
         };
@@ -586,17 +617,17 @@ impl Writer {
         l.buf.extend_from_slice(&line);
         self.total += n;
         if l.buf.len() >= 64 * 1024 {
-            flush(l, &self.stats).await;
+            flush(l, &self.stats);
         }
     }
 
-    async fn flush_all(&mut self) {
+    fn flush_all(&mut self) {
         for l in self.live.values_mut() {
-            flush(l, &self.stats).await;
+            flush(l, &self.stats);
         }
     }
 
-    async fn close(&mut self, serial: u64) {
+    fn close(&mut self, serial: u64) {
         let Some(l) = self.live.get_mut(&serial) else {
             return;
         };
@@ -611,18 +642,18 @@ impl Writer {
         }
         let time = l.last_time;
         for (code, text) in tail {
-            self.append(serial, event_line(time, code, &text)).await;
+            self.append(serial, event_line(time, code, &text));
         }
         let Some(mut l) = self.live.remove(&serial) else {
             return;
         };
-        flush(&mut l, &self.stats).await;
+        flush(&mut l, &self.stats);
         if let Some(mut f) = l.file.take() {
-            let _ = f.flush().await;
+            let _ = f.flush();
         }
         if l.size == 0 {
             // Not even the header fitted: leave no empty file behind.
-            let _ = tokio::fs::remove_file(&l.path).await;
+            let _ = std::fs::remove_file(&l.path);
             self.names.remove(&l.path);
             return;
         }
@@ -630,7 +661,7 @@ impl Writer {
     }
 }
 
-async fn flush(l: &mut Live, stats: &RecordStats) {
+fn flush(l: &mut Live, stats: &RecordStats) {
     if l.buf.is_empty() {
         return;
     }
@@ -638,7 +669,7 @@ async fn flush(l: &mut Live, stats: &RecordStats) {
         l.buf.clear();
         return;
     };
-    match f.write_all(&l.buf).await {
+    match f.write_all(&l.buf) {
         Ok(()) => {
             stats.written.fetch_add(l.lines, Ordering::Relaxed);
             stats.bytes.fetch_add(l.buf.len() as u64, Ordering::Relaxed);
@@ -1010,11 +1041,11 @@ mod tests {
     #[tokio::test]
     async fn a_recording_dropped_while_the_queue_is_full_is_still_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let (rec, task) = Recorder::start(cfg(dir.path(), 2000, 1 << 20))
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let (rec, task) = Recorder::start_gated(cfg(dir.path(), 2000, 1 << 20), Some(gate))
             .await
             .unwrap();
-        // The writer does not run until this test yields: the queue fills, then the close
-        // is dropped too.
+        // The writer waits for the gate: the queue fills, then the close is dropped too.
         let r = rec.open("000000000001", 80, 24, SystemTime::now()).unwrap();
         for _ in 0..RECORD_QUEUE + 10 {
             r.output(b"x");
@@ -1022,6 +1053,7 @@ mod tests {
         drop(r);
         let stats = rec.stats.clone();
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
+        open_gate.send(()).unwrap();
         // The writer notices the recording is gone (it is then finished, so rotatable).
         tokio::time::sleep(SWEEP + Duration::from_millis(500)).await;
         let r = rec.open("000000000002", 80, 24, SystemTime::now()).unwrap();
