@@ -13,6 +13,23 @@ use serde_json::Value;
 
 use crate::harness::BIN;
 
+/// The shared attack-session fixtures: `../shared/fixtures/attack-sessions` beside the
+/// checkout, else `/work/shared/fixtures/attack-sessions`; says so and gives `None` when
+/// neither exists.
+pub(crate) fn fixture_dir() -> Option<PathBuf> {
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/attack-sessions");
+    let found = [
+        beside,
+        PathBuf::from("/work/shared/fixtures/attack-sessions"),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir());
+    if found.is_none() {
+        eprintln!("SKIP: the shared attack-session fixtures are not present");
+    }
+    found
+}
+
 /// The per-install secret the decoy tests seed, so they know which passwords are accepted.
 pub(crate) const SECRET: [u8; 32] = [0x42; 32];
 
@@ -346,14 +363,10 @@ fn interactive_shell_replays_every_fixture_session() {
     if !have_ssh() {
         return;
     }
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/attack-sessions"
-    );
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        eprintln!("SKIP: {dir} not present");
+    let Some(dir) = fixture_dir() else {
         return;
     };
+    let entries = std::fs::read_dir(&dir).unwrap();
     let mut lines: Vec<String> = Vec::new();
     let mut files: Vec<PathBuf> = entries
         .flatten()

@@ -11,7 +11,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -180,11 +180,8 @@ impl Lab {
 }
 
 fn fixtures() -> Option<Vec<(String, String)>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/attack-sessions");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("SKIP: {} not present", dir.display());
-        return None;
-    };
+    let dir = crate::decoy::fixture_dir()?;
+    let entries = std::fs::read_dir(&dir).ok()?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
