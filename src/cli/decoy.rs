@@ -184,6 +184,7 @@ pub fn run(args: &DecoyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         state_dir: ".".into(),
         events_file: a.events.clone().unwrap_or_default(),
         events_fd: Some(events_fd),
+        report_stats: a.events_fd.is_some(),
         accept_fraction: a.accept_fraction,
         accept_also: a
             .accept_also

@@ -56,9 +56,22 @@ pub struct DecoyStats {
     pub events: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Sessions that reached each stage.
     pub stages: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// The decoy process's own counters, from its latest stats event (fixed names).
+    pub child: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl DecoyStats {
+    /// Keep the counters of a `ravelin.decoy.stats` event (known names, numbers only).
+    pub fn take_child_counters(&self, v: &Value) {
+        if let Ok(mut m) = self.child.lock() {
+            for k in crate::honeypot::events::STATS_FIELDS {
+                if let Some(n) = v.get(*k).and_then(Value::as_u64) {
+                    m.insert(k, n);
+                }
+            }
+        }
+    }
+
     /// The decoy's part of `ravelin status`.
     pub fn status_json(&self) -> Value {
         let events = self.events.lock().map(|m| m.clone()).unwrap_or_default();
@@ -125,6 +138,33 @@ impl DecoyStats {
         );
         for (id, n) in &events {
             e.sample("ravelin_decoy_events_total", &[("eventid", id)], *n as f64);
+        }
+        let child = self.child.lock().map(|m| m.clone()).unwrap_or_default();
+        e.family(
+            "ravelin_decoy_sessions_open",
+            "gauge",
+            "Sessions the decoy holds open (its latest report).",
+        )
+        .sample(
+            "ravelin_decoy_sessions_open",
+            &[],
+            child.get("sessions_open").copied().unwrap_or(0) as f64,
+        );
+        e.family(
+            "ravelin_decoy_process_total",
+            "counter",
+            "The decoy process's own counters: events and recordings dropped, truncated, \
+             rotated out, write errors (its latest report).",
+        );
+        for k in crate::honeypot::events::STATS_FIELDS
+            .iter()
+            .filter(|k| **k != "sessions_open")
+        {
+            e.sample(
+                "ravelin_decoy_process_total",
+                &[("counter", k)],
+                child.get(k).copied().unwrap_or(0) as f64,
+            );
         }
         let stages = self.stages.lock().map(|m| m.clone()).unwrap_or_default();
         e.family(
@@ -460,6 +500,10 @@ fn read_events(
             stats.bad_lines.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        if id == crate::honeypot::events::STATS_EVENT {
+            stats.take_child_counters(&v);
+            continue;
+        }
         if let Ok(mut m) = stats.events.lock() {
             *m.entry(id).or_default() += 1;
         }
@@ -573,5 +617,36 @@ impl EventsFile {
         if let Some(f) = &mut self.file {
             let _ = f.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_counters_take_known_names_and_numbers_only() {
+        let st = DecoyStats::default();
+        st.take_child_counters(&serde_json::json!({
+            "eventid": "ravelin.decoy.stats",
+            "sessions_open": 7,
+            "recordings_dropped": 2,
+            "invented_counter": 99,
+            "events_dropped": "lots",
+        }));
+        let m = st.child.lock().unwrap().clone();
+        assert_eq!(m.get("sessions_open"), Some(&7));
+        assert_eq!(m.get("recordings_dropped"), Some(&2));
+        assert!(!m.contains_key("invented_counter"));
+        assert!(!m.contains_key("events_dropped"));
+        let mut e = crate::metrics::Exposition::default();
+        st.render(&mut e);
+        let text = e.finish();
+        assert!(text.contains("ravelin_decoy_sessions_open 7"), "{text}");
+        assert!(
+            text.contains("ravelin_decoy_process_total{counter=\"recordings_dropped\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("invented"));
     }
 }

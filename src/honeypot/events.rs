@@ -118,6 +118,24 @@ pub const EVENT_IDS: &[&str] = &[
     "cowrie.log.closed",
     "cowrie.session.closed",
     STAGE_EVENT,
+    STATS_EVENT,
+];
+
+/// ravelin's own event: the decoy process's counters (read by the daemon, never written to
+/// the Cowrie file).
+pub const STATS_EVENT: &str = "ravelin.decoy.stats";
+
+/// The counters a [`STATS_EVENT`] carries (fixed, so metric names stay bounded).
+pub const STATS_FIELDS: &[&str] = &[
+    "sessions_open",
+    "events_dropped",
+    "observations_dropped",
+    "event_write_errors",
+    "recordings_lines",
+    "recordings_dropped",
+    "recordings_truncated",
+    "recordings_rotated_out",
+    "recordings_write_errors",
 ];
 
 /// ravelin's own event: a session reached a stage of the kill chain (field `stage`).

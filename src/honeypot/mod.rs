@@ -63,6 +63,8 @@ pub struct DecoyConfig {
     /// Write the JSON lines to this inherited descriptor (a pipe to the daemon) instead of
     /// `events_file`; the decoy exits when the reader is gone.
     pub events_fd: Option<std::os::fd::RawFd>,
+    /// Emit the decoy's own counters as an event every few seconds (for the daemon).
+    pub report_stats: bool,
     /// Session recordings (asciinema v2), if on.
     pub recordings: Option<record::RecordConfig>,
     /// `sensor` field of the events (default: the emulated hostname).

@@ -33,6 +33,8 @@ use crate::source::SourceEvent;
 
 /// Longest user name or password recorded (characters); longer ones are cut.
 const MAX_FIELD: usize = 256;
+/// How often the decoy reports its own counters.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Channels one session may open.
 const MAX_CHANNELS: usize = 8;
 
@@ -100,6 +102,46 @@ pub async fn serve(
         recorder,
     });
     let slots = Arc::new(Semaphore::new(cfg.limits.max_sessions));
+    // The decoy's own counters, as an event every STATS_EVERY (the daemon turns it into
+    // metrics and keeps it out of the Cowrie file).
+    let stats_task = cfg.report_stats.then(|| {
+        let shared = shared.clone();
+        let slots = slots.clone();
+        let max = cfg.limits.max_sessions;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATS_EVERY);
+            loop {
+                tick.tick().await;
+                let e = &shared.sink.stats;
+                let mut f = json!({
+                    "sessions_open": max.saturating_sub(slots.available_permits()),
+                    "events_dropped": e.dropped.load(Ordering::Relaxed),
+                    "observations_dropped": e.observations_dropped.load(Ordering::Relaxed),
+                    "event_write_errors": e.write_errors.load(Ordering::Relaxed),
+                });
+                if let Some(r) = &shared.recorder {
+                    let s = &r.stats;
+                    f["recordings_lines"] = json!(s.written.load(Ordering::Relaxed));
+                    f["recordings_dropped"] = json!(s.dropped.load(Ordering::Relaxed));
+                    f["recordings_truncated"] = json!(s.truncated.load(Ordering::Relaxed));
+                    f["recordings_rotated_out"] = json!(s.rotated_out.load(Ordering::Relaxed));
+                    f["recordings_write_errors"] = json!(s.write_errors.load(Ordering::Relaxed));
+                }
+                let none = SocketAddr::from(([0, 0, 0, 0], 0));
+                shared.sink.emit(DecoyEvent {
+                    eventid: events::STATS_EVENT,
+                    time: SystemClock.now(),
+                    src: none,
+                    dst: none,
+                    session: Arc::from("000000000000"),
+                    fields: match f {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    },
+                });
+            }
+        })
+    });
     let per_addr: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     anyhow::ensure!(
         !listeners.is_empty(),
@@ -177,6 +219,9 @@ pub async fn serve(
     }
     for a in acceptors {
         a.abort();
+    }
+    if let Some(t) = stats_task {
+        t.abort();
     }
     drop(shared);
     // Sessions still running hold the sink; the writer ends when the last one finishes.
@@ -950,6 +995,7 @@ mod tests {
             state_dir: dir.path().join("state"),
             events_file: dir.path().join("events.json"),
             events_fd: None,
+            report_stats: false,
             recordings: None,
             accept_fraction: 0.25,
             accept_also: Vec::new(),

@@ -228,6 +228,10 @@ impl SessionIndex {
         if id.is_empty() || id.len() > 64 {
             return false;
         }
+        // The decoy's own counters belong to no session.
+        if eventid == super::events::STATS_EVENT {
+            return true;
+        }
         if !self.sessions.contains_key(id) {
             if self.sessions.len() >= self.max_sessions {
                 while let Some(old) = self.order.pop_front() {
@@ -754,6 +758,21 @@ pub(crate) mod tests {
         let got = load_sessions(&events, None, &Query::default()).unwrap();
         assert_eq!(got.sessions.len(), 1);
         assert_eq!(got.files, [events]);
+    }
+
+    #[test]
+    fn the_decoys_own_counters_are_no_session() {
+        let mut idx = SessionIndex::new(10);
+        let text = line(
+            "000000000000",
+            "0.0.0.0:0",
+            T0,
+            super::super::events::STATS_EVENT,
+            json!({"sessions_open": 3}),
+        );
+        idx.feed_reader(text.as_bytes()).unwrap();
+        assert_eq!(idx.bad_lines, 0);
+        assert!(idx.finish(&Query::default(), None).is_empty());
     }
 
     #[test]

@@ -387,6 +387,35 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
         "{m}"
     );
 
+    // The decoy process reports its own counters (every 10 s): recordings were written.
+    let t0 = Instant::now();
+    let lines_recorded = || {
+        let m = stdout(
+            &lab.server
+                .cmd("python3")
+                .args(["-c", code])
+                .output()
+                .unwrap(),
+        );
+        m.lines()
+            .find(|l| l.starts_with("ravelin_decoy_process_total{counter=\"recordings_lines\"} "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    while t0.elapsed() < Duration::from_secs(15) && lines_recorded() == 0.0 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        lines_recorded() > 0.0,
+        "no recording counted by the decoy's report"
+    );
+    // Its reports stay out of the Cowrie file.
+    assert!(
+        lab.events()
+            .iter()
+            .all(|e| e["eventid"] != "ravelin.decoy.stats")
+    );
+
     // A crash of the decoy is survived: the daemon restarts it on the same port.
     let old = lab.decoy_pid().unwrap();
     nix::sys::signal::kill(
