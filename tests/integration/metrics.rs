@@ -76,6 +76,8 @@ fn the_grafana_dashboard_uses_only_exported_families() {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/daemon/worker.rs"))
         .unwrap()
         + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics/mod.rs"))
+            .unwrap()
+        + &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/daemon/decoy.rs"))
             .unwrap();
     let mut n = 0;
     for p in d["panels"].as_array().unwrap() {
