@@ -1614,19 +1614,13 @@ impl Shell {
         }
         let mut o = Output::default();
         for f in files {
-            let path = self.abs(f);
-            let targets = if recursive {
-                self.fs.walk(&path)
-            } else {
-                vec![path.clone()]
-            };
-            if self.fs.get(&path).is_none() {
+            let Some(targets) = self.targets(f, recursive) else {
                 o.err.push_str(&format!(
                     "chmod: cannot access '{f}': No such file or directory\n"
                 ));
                 o.status = 1;
                 continue;
-            }
+            };
             for t in targets {
                 let Some(node) = self.fs.get(&t) else {
                     continue;
@@ -1699,19 +1693,13 @@ impl Shell {
         }
         let mut o = Output::default();
         for f in files {
-            let path = self.abs(f);
-            let targets = if recursive {
-                self.fs.walk(&path)
-            } else {
-                vec![path.clone()]
-            };
-            if self.fs.get(&path).is_none() {
+            let Some(targets) = self.targets(f, recursive) else {
                 o.err.push_str(&format!(
                     "chattr: No such file or directory while trying to stat {f}\n"
                 ));
                 o.status = 1;
                 continue;
-            }
+            };
             let Some(on) = set_i else { continue };
             for t in targets {
                 if self.fs.set_immutable(&t, on).is_err() {
@@ -1723,6 +1711,18 @@ impl Shell {
             }
         }
         o
+    }
+
+    /// `f` as an absolute path, with everything below it when `recursive`; `None` when it
+    /// does not exist.
+    fn targets(&self, f: &str, recursive: bool) -> Option<Vec<String>> {
+        let path = self.abs(f);
+        self.fs.get(&path)?;
+        Some(if recursive {
+            self.fs.walk(&path)
+        } else {
+            vec![path]
+        })
     }
 
     fn lsattr(&self, args: &[&str]) -> Output {
