@@ -107,7 +107,9 @@ impl Decoy {
     }
 
     /// Run `ssh root@127.0.0.1 -p PORT CMD` with `password`; returns (status, stdout, stderr).
-    fn ssh(&self, user: &str, password: &str, cmd: &str) -> (i32, String, String) {
+    /// `timeout SECS ssh [-tt] -p PORT ... USER@127.0.0.1`, the password given by an askpass
+    /// script, password authentication only; the caller adds a command and stdio.
+    fn ssh_command(&self, user: &str, password: &str, secs: u32, tty: bool) -> Command {
         let askpass = self.dir.path().join("askpass");
         std::fs::write(
             &askpass,
@@ -115,10 +117,12 @@ impl Decoy {
         )
         .unwrap();
         std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let o = Command::new("timeout")
-            .arg("30")
-            .arg("ssh")
-            .args(["-p", &self.port.to_string()])
+        let mut c = Command::new("timeout");
+        c.arg(secs.to_string()).arg("ssh");
+        if tty {
+            c.arg("-tt");
+        }
+        c.args(["-p", &self.port.to_string()])
             .args([
                 "-o",
                 "StrictHostKeyChecking=no",
@@ -134,10 +138,16 @@ impl Decoy {
                 "LogLevel=ERROR",
             ])
             .arg(format!("{user}@127.0.0.1"))
-            .arg(cmd)
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
+            .env("DISPLAY", ":0");
+        c
+    }
+
+    fn ssh(&self, user: &str, password: &str, cmd: &str) -> (i32, String, String) {
+        let o = self
+            .ssh_command(user, password, 30, false)
+            .arg(cmd)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -386,27 +396,8 @@ fn interactive_shell_replays_every_fixture_session() {
     let good = ravelin::honeypot::auth::AuthPolicy::new(SECRET)
         .an_accepted_password("root")
         .unwrap();
-    let askpass = d.dir.path().join("askpass");
-    std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
-    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut child = Command::new("timeout")
-        .args(["30", "ssh", "-tt", "-p", &d.port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
+    let mut child = d
+        .ssh_command("root", good, 30, true)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -469,28 +460,9 @@ fn byte_budget_and_session_lifetime_end_sessions() {
     // typed every 500 ms keep it from being idle), or by the idle timeout (nothing typed).
     for (flag, typing) in [("--session-timeout", true), ("--idle-timeout", false)] {
         let d = Decoy::start(&[flag, "2s"]);
-        let askpass = d.dir.path().join("askpass");
-        std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{good}'\n")).unwrap();
-        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
         let t0 = Instant::now();
-        let mut child = Command::new("timeout")
-            .args(["20", "ssh", "-tt", "-p", &d.port.to_string()])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-            ])
-            .args(["-o", "LogLevel=ERROR", "root@127.0.0.1"])
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
+        let mut child = d
+            .ssh_command("root", good, 20, true)
             .stdin(Stdio::piped()) // held open: the client never leaves by itself
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::firewall::{in_ns, ip, link};
 use crate::harness::{BIN, Daemon, Netns, Setup, can_run, have, stdout, wait_request, webhook_in};
+use crate::metrics::scrape;
 
 use crate::decoy::{SECRET, seed_secret};
 const SERVER: &str = "10.79.1.1";
@@ -371,14 +372,7 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     }
 
     // The metrics count the decoy's sessions and stages.
-    let code = "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9847/metrics', timeout=5).read().decode())";
-    let m = stdout(
-        &lab.server
-            .cmd("python3")
-            .args(["-c", code])
-            .output()
-            .unwrap(),
-    );
+    let m = scrape(&lab.server, "/metrics");
     assert!(
         m.lines().any(
             |l| l.starts_with("ravelin_decoy_stages_total{stage=\"persistence\"} ")
@@ -390,14 +384,8 @@ fn daemon_runs_the_confined_decoy_replays_fixtures_and_bans_by_stage() {
     // The decoy process reports its own counters (every 10 s): recordings were written.
     let t0 = Instant::now();
     let lines_recorded = || {
-        let m = stdout(
-            &lab.server
-                .cmd("python3")
-                .args(["-c", code])
-                .output()
-                .unwrap(),
-        );
-        m.lines()
+        scrape(&lab.server, "/metrics")
+            .lines()
             .find(|l| l.starts_with("ravelin_decoy_process_total{counter=\"recordings_lines\"} "))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn scrape(ns: &Netns, path: &str) -> String {
+pub(crate) fn scrape(ns: &Netns, path: &str) -> String {
     let code = format!(
         "import urllib.request,sys\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:9847{path}', timeout=5).read().decode())\nexcept Exception as e:\n print('ERROR', e)"
     );
