@@ -96,23 +96,29 @@ pub fn mode_string(md: &std::fs::Metadata) -> String {
     )
 }
 
+/// Every running process as (pid, name from `comm`), from `/proc` (live only).
+pub fn pids_and_names() -> Vec<(String, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.to_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            Some((pid, comm))
+        })
+        .collect()
+}
+
 /// Names (`comm`) and argument vectors of running processes, from `/proc` (live only).
 pub fn processes() -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+    for (pid, comm) in pids_and_names() {
         let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| {
                 b.split(|&c| c == 0)

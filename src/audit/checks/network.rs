@@ -651,20 +651,7 @@ pub fn is_public(a: &IpAddr) -> bool {
 /// Socket inode -> process name, from `/proc/*/fd` (live systems, root).
 fn socket_owners() -> HashMap<u64, String> {
     let mut m = HashMap::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return m;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
+    for (pid, comm) in super::pids_and_names() {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
