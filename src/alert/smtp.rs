@@ -249,7 +249,8 @@ fn message(cfg: &EmailConfig, subject: &str, body: &str, now: SystemTime) -> Str
     m
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 (RFC 4648, padded), unwrapped.
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

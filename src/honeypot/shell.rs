@@ -2745,26 +2745,16 @@ fn base64_cmd(args: &[&str], text: &str) -> Output {
         }
         return Output::ok(String::from_utf8_lossy(&out).into_owned());
     }
-    let mut out = String::new();
-    for chunk in text.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-        if out.len() % 77 == 76 {
-            out.push('\n');
-        }
+    // Lines of 76, as GNU base64 wraps them.
+    let enc = crate::alert::smtp::base64(text.as_bytes());
+    let mut out = String::with_capacity(enc.len() + enc.len() / 76 + 1);
+    for line in enc.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
     }
-    out.push('\n');
+    if out.is_empty() {
+        out.push('\n');
+    }
     Output::ok(out)
 }
 
@@ -3662,6 +3652,12 @@ mod tests {
         );
         assert_eq!(sh.run("echo aGk= | base64 -d").out, "hi");
         assert_eq!(sh.run("echo hi | base64").out, "aGkK\n");
+        // 57 bytes make exactly one 76-character line; 58 start a second, as GNU wraps.
+        let o = sh.run(&format!("printf {} | base64", "a".repeat(57))).out;
+        assert_eq!(o.lines().map(str::len).collect::<Vec<_>>(), [76]);
+        assert!(o.ends_with("YWFh\n") && !o.ends_with("\n\n"), "{o:?}");
+        let o = sh.run(&format!("printf {} | base64", "a".repeat(58))).out;
+        assert_eq!(o.lines().map(str::len).collect::<Vec<_>>(), [76, 4]);
         assert!(sh.run("history").out.contains("echo hi | base64"));
         assert_eq!(sh.run("echo $?").out, "0\n");
         assert!(sh.run("tail -n 1 /etc/passwd").out.starts_with("sshd:"));
