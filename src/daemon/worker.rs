@@ -532,9 +532,14 @@ impl Worker {
                 taken = true;
             }
         }
-        // Decoy stages are kept even when no jail bans on them: the review's funnel reads them.
-        if (taken || obs.rule.starts_with("decoy.stage.")) && !self.replaying {
+        if self.replaying {
+            return;
+        }
+        if taken {
             self.counters.matched += 1;
+        }
+        // Decoy stages are kept even when no jail bans on them: the review's funnel reads them.
+        if taken || obs.rule.starts_with("decoy.stage.") {
             self.observations.push(obs.clone());
         }
     }
