@@ -51,15 +51,27 @@ pub struct Previous {
 pub struct Pending {
     /// Names this apply; a watcher acts only on its own token.
     pub token: String,
-    /// Unix seconds after which the previous table is restored.
+    /// Unix second after which the previous table is restored: at least the asked window
+    /// from the apply (rounded up, never down, so `--confirm 60s` gives 60 to 61 s).
     pub deadline: u64,
 }
 
 impl Pending {
-    /// Time left before the rollback (zero when past).
+    /// Time left before the rollback (zero when past), to the sub-second.
     pub fn remaining(&self) -> Duration {
-        Duration::from_secs(self.deadline.saturating_sub(unix_now()))
+        (UNIX_EPOCH + Duration::from_secs(self.deadline))
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
     }
+}
+
+/// The Unix second at or after `now + window` (at least one second).
+fn deadline_after(window: Duration) -> u64 {
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        + window.max(Duration::from_secs(1));
+    at.as_secs() + u64::from(at.subsec_nanos() > 0)
 }
 
 /// What the commands need to reach nft and the state.
@@ -129,7 +141,7 @@ pub fn apply(
     };
     let pending = confirm_within.map(|w| Pending {
         token: token(),
-        deadline: unix_now() + w.as_secs().max(1),
+        deadline: deadline_after(w),
     });
     match &pending {
         Some(p) => write_json(&d.join("pending.json"), p)?,
@@ -451,4 +463,30 @@ fn token() -> String {
         b = (unix_now() ^ u64::from(std::process::id()) << 32).to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn the_confirm_window_is_never_shorter_than_asked() {
+        for secs in [1, 2, 60] {
+            let w = Duration::from_secs(secs);
+            let p = Pending {
+                token: "t".into(),
+                deadline: deadline_after(w),
+            };
+            let left = p.remaining();
+            // Rounded up to the whole second: between the window and one second more
+            // (less the few microseconds this test took).
+            assert!(left > w - Duration::from_millis(50), "{secs}s: {left:?}");
+            assert!(left <= w + Duration::from_secs(1), "{secs}s: {left:?}");
+        }
+        let past = Pending {
+            token: "t".into(),
+            deadline: unix_now().saturating_sub(5),
+        };
+        assert_eq!(past.remaining(), Duration::ZERO);
+    }
 }

@@ -499,7 +499,9 @@ fn apply_with_confirm_rolls_back_unless_confirmed() {
         "not rolled back after the window"
     );
     assert!(
-        t0.elapsed() >= Duration::from_millis(900),
+        // The window is rounded up, never down: 2 s asked is 2 to 3 s, less what the apply
+        // itself took after fixing the deadline.
+        t0.elapsed() >= Duration::from_millis(1500),
         "rolled back too early: {:?}",
         t0.elapsed()
     );
@@ -550,7 +552,8 @@ fn an_unconfirmed_apply_is_rolled_back_even_if_the_watcher_died() {
     let before = lab.live().unwrap();
     let b = lab.dir.path().join("b.toml");
     std::fs::write(&b, policy(&format!("\"{ADMIN4}\""), ", \"tcp/8080\"")).unwrap();
-    let o = lab.fw(&b, &["apply", "--confirm", "1s"], None);
+    // A window long enough that the watcher cannot act before it is killed on a loaded machine.
+    let o = lab.fw(&b, &["apply", "--confirm", "3s"], None);
     assert!(o.status.success(), "{}", stdout(&o));
     // Kill the watcher this apply started (found by its token), as a reboot or OOM would.
     let pending: serde_json::Value = serde_json::from_str(
@@ -558,13 +561,18 @@ fn an_unconfirmed_apply_is_rolled_back_even_if_the_watcher_died() {
     )
     .unwrap();
     let token = pending["token"].as_str().unwrap().to_string();
+    let deadline = pending["deadline"].as_u64().unwrap();
     let pid = watcher_pid(&token).expect("a watcher process runs");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until the deadline has passed (it is a whole Unix second, rounded up).
+    let due = std::time::UNIX_EPOCH + Duration::from_secs(deadline) + Duration::from_millis(300);
+    if let Ok(wait) = due.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
     assert_ne!(
         lab.live().unwrap(),
         before,
