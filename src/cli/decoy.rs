@@ -173,6 +173,7 @@ pub fn run(args: &DecoyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give --events FILE or --events-fd FD"),
     };
     let parent = nix::unistd::getppid();
+    sandbox::no_memory_locking()?;
     prepare_data_dir(&a.state_dir, a.user.as_deref())?;
     if a.events_fd.is_some() {
         follow_parent(parent)?;
@@ -309,6 +310,7 @@ fn chown_tree(dir: &std::path::Path, uid: u32, gid: u32) -> anyhow::Result<()> {
 /// `ravelin decoy sandbox-check`: confine as the decoy does, then try to escape.
 fn sandbox_check(c: &SandboxCheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let outside_path = std::path::absolute(&c.outside)?;
+    sandbox::no_memory_locking()?;
     prepare_data_dir(&c.state_dir, c.user.as_deref())?;
     let confinement = sandbox::confine(std::path::Path::new("."), SandboxMode::Required)?;
     let outcome = |r: std::io::Result<()>| match r {
@@ -328,6 +330,16 @@ fn sandbox_check(c: &SandboxCheckArgs, out: &mut dyn Write) -> anyhow::Result<Ex
         std::net::TcpStream::connect_timeout(&c.connect, Duration::from_secs(2)).map(|_| ()),
     );
     let udp = outcome(std::net::UdpSocket::bind("127.0.0.1:0").map(|_| ()));
+    let page = vec![0u8; 4096];
+    // SAFETY: locks (and unlocks) a live buffer of exactly that length.
+    let mlock = outcome(
+        if unsafe { libc::mlock(page.as_ptr().cast(), page.len()) } == 0 {
+            unsafe { libc::munlock(page.as_ptr().cast(), page.len()) };
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    );
     let v = serde_json::json!({
         "uid": confinement.uid,
         "landlock": confinement.landlock,
@@ -338,6 +350,7 @@ fn sandbox_check(c: &SandboxCheckArgs, out: &mut dyn Write) -> anyhow::Result<Ex
         "exec": exec,
         "connect": connect,
         "udp_socket": udp,
+        "mlock": mlock,
     });
     writeln!(out, "{v}")?;
     Ok(ExitCode::SUCCESS)

@@ -4,9 +4,14 @@
 //! - **Cowrie's field names, unchanged.** Existing Cowrie consumers (ELK dashboards, DShield
 //!   submitters, threat-feed scripts) read `eventid`, `src_ip`, `session`, `timestamp`, ...;
 //!   the JSON lines use exactly those names and formats (timestamp ISO 8601, microseconds, `Z`).
-//! - **Sessions never wait for the disk.** Sessions hand events to one writer task through a
+//! - **Sessions never wait for the disk.** Sessions hand events to one writer through a
 //!   bounded channel with `try_send`; when the writer falls behind an event is dropped and
 //!   counted, never buffered without bound and never allowed to stall a session.
+//! - **One write per burst.** The writer is a thread of its own doing plain blocking writes
+//!   (not `tokio::fs`, which sends every write through the blocking pool and back). Woken by
+//!   an event, it waits [`BATCH_WINDOW`] for the rest of the burst and writes it at once:
+//!   under load that is one wakeup and one `write` per few milliseconds instead of two
+//!   cross-thread handoffs per event, and nobody reading the file notices 5 ms.
 //! - **The ban pipeline gets the same events as typed observations** (`decoy.login.failed`,
 //!   `decoy.login.success`, `decoy.command`, ...) through the daemon's ordinary
 //!   [`SourceEvent`] channel, so jails select them by rule id like any other source.
@@ -20,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::event::{Observation, normalize_addr};
@@ -28,6 +32,12 @@ use crate::source::SourceEvent;
 
 /// How many events may wait for the writer before new ones are dropped.
 pub const EVENT_QUEUE: usize = 4096;
+
+/// How long the writer lets a burst of events gather before writing it.
+pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Largest single write.
+const WRITE_CHUNK: usize = 60 * 1024;
 
 /// The source name observations carry.
 pub const SOURCE_NAME: &str = "decoy";
@@ -258,20 +268,25 @@ impl EventSink {
     }
 }
 
-/// Start the writer task appending JSON lines to `path` (created 0640 if absent). Returns the
-/// sink the sessions use. `observations` receives the pipeline events, if given.
+/// Start the writer appending JSON lines to `path` (created 0640 if absent). Returns the sink
+/// the sessions use. `observations` receives the pipeline events, if given.
 pub async fn start_writer(
     path: &Path,
     sensor: String,
     observations: Option<mpsc::Sender<SourceEvent>>,
 ) -> std::io::Result<(EventSink, tokio::task::JoinHandle<()>)> {
-    let file = open_events(path).await?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)?;
     let label = path.display().to_string();
     Ok(spawn_writer(file, label, sensor, observations, false))
 }
 
 fn spawn_writer(
-    file: tokio::fs::File,
+    file: std::fs::File,
     label: String,
     sensor: String,
     observations: Option<mpsc::Sender<SourceEvent>>,
@@ -279,14 +294,14 @@ fn spawn_writer(
 ) -> (EventSink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let stats = Arc::new(EventStats::default());
-    let task = tokio::spawn(writer(
+    let out = Output {
         file,
         label,
-        sensor,
-        rx,
-        stats.clone(),
+        stats: stats.clone(),
         exit_when_unread,
-    ));
+    };
+    // A thread for the process's lifetime (the blocking pool gives it one of its own).
+    let task = tokio::task::spawn_blocking(move || writer(out, sensor, rx));
     let sink = EventSink {
         tx,
         observations,
@@ -295,7 +310,7 @@ fn spawn_writer(
     (sink, task)
 }
 
-/// Start the writer task on an inherited descriptor (the pipe to the daemon, which writes the
+/// Start the writer on an inherited descriptor (the pipe to the daemon, which writes the
 /// events file and feeds the ban pipeline). The process exits when the pipe's reader is gone:
 /// a decoy nobody listens to must not keep running.
 pub fn start_fd_writer(
@@ -312,8 +327,7 @@ pub fn start_fd_writer(
     .map_err(std::io::Error::from)?;
     // SAFETY: the descriptor was handed to this process for this purpose (checked open above)
     // and nothing else in the process uses it.
-    let std_file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let file = tokio::fs::File::from_std(std_file);
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
     Ok(spawn_writer(
         file,
         format!("fd {fd}"),
@@ -323,48 +337,58 @@ pub fn start_fd_writer(
     ))
 }
 
-async fn open_events(path: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut o = tokio::fs::OpenOptions::new();
-    o.create(true).append(true).mode(0o640);
-    o.open(path).await
-}
-
-async fn writer(
-    mut file: tokio::fs::File,
+/// Where the writer puts its lines, and what it counts.
+struct Output {
+    file: std::fs::File,
     label: String,
-    sensor: String,
-    mut rx: mpsc::Receiver<DecoyEvent>,
     stats: Arc<EventStats>,
     exit_when_unread: bool,
-) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(ev) = rx.recv().await {
-        buf.clear();
-        push_line(&mut buf, &ev, &sensor);
-        // Batch whatever else is already queued into the same write.
-        while buf.len() < 60 * 1024 {
-            match rx.try_recv() {
-                Ok(ev) => push_line(&mut buf, &ev, &sensor),
-                Err(_) => break,
-            }
+}
+
+impl Output {
+    fn write(&mut self, buf: &[u8]) {
+        use std::io::Write;
+        if buf.is_empty() {
+            return;
         }
         let n = buf.iter().filter(|&&b| b == b'\n').count() as u64;
-        match file.write_all(&buf).await {
+        match self.file.write_all(buf) {
             Ok(()) => {
-                let _ = file.flush().await;
-                stats.written.fetch_add(n, Ordering::Relaxed);
+                self.stats.written.fetch_add(n, Ordering::Relaxed);
             }
-            Err(e) if exit_when_unread && e.kind() == std::io::ErrorKind::BrokenPipe => {
-                tracing::warn!("decoy: the daemon stopped reading events ({label}); exiting");
+            Err(e) if self.exit_when_unread && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::warn!(
+                    "decoy: the daemon stopped reading events ({}); exiting",
+                    self.label
+                );
                 std::process::exit(0);
             }
             Err(e) => {
-                stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("decoy events {label}: {e}");
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("decoy events {}: {e}", self.label);
             }
         }
     }
-    let _ = file.sync_data().await;
+}
+
+/// The writer thread: until every sink is gone, wait for an event, let the burst gather, and
+/// write it in chunks of at most [`WRITE_CHUNK`].
+fn writer(mut out: Output, sensor: String, mut rx: mpsc::Receiver<DecoyEvent>) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK + 4096);
+    while let Some(ev) = rx.blocking_recv() {
+        std::thread::sleep(BATCH_WINDOW);
+        push_line(&mut buf, &ev, &sensor);
+        while let Ok(ev) = rx.try_recv() {
+            push_line(&mut buf, &ev, &sensor);
+            if buf.len() >= WRITE_CHUNK {
+                out.write(&buf);
+                buf.clear();
+            }
+        }
+        out.write(&buf);
+        buf.clear();
+    }
+    let _ = out.file.sync_data();
 }
 
 fn push_line(buf: &mut Vec<u8>, ev: &DecoyEvent, sensor: &str) {

@@ -153,8 +153,29 @@ fn landlock_data_dir_only(data_dir: &Path) -> anyhow::Result<&'static str> {
     })
 }
 
+/// Refuse memory locking to this process for good (soft and hard `RLIMIT_MEMLOCK` 0, kept
+/// across the privilege drop), whatever the sandbox mode.
+///
+/// russh locks every key and packet buffer (`mlock` on each allocation, `munlock` on each
+/// free) so session keys stay out of swap. The decoy's session keys guard nothing: what
+/// flows through them is an attacker talking to a fake shell. Those calls cost it about 6%
+/// of its CPU and take the process-wide memory map lock for writing, which stalls its other
+/// threads (perf, docs/benchmarks.md). With the limit at 0 an unprivileged process's `mlock`
+/// fails at once with `EPERM`, before any lock is taken, and russh ignores the failure; the
+/// seccomp filter refuses `munlock` too.
+pub fn no_memory_locking() -> anyhow::Result<()> {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK, 0, 0)
+        .context("setting RLIMIT_MEMLOCK to 0")
+}
+
 /// System calls a confined decoy never needs; all answer `EPERM`.
 const DENIED: &[i64] = &[
+    // Memory locking: see `no_memory_locking`.
+    libc::SYS_mlock,
+    libc::SYS_mlock2,
+    libc::SYS_munlock,
+    libc::SYS_mlockall,
+    libc::SYS_munlockall,
     libc::SYS_execve,
     libc::SYS_execveat,
     libc::SYS_socket,

@@ -48,6 +48,46 @@ struct Shared {
     recorder: Option<super::record::Recorder>,
 }
 
+/// Who may start a session: the global cap and the cap per source address.
+struct Admission {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    per_addr: Mutex<HashMap<IpAddr, usize>>,
+    max_per_addr: usize,
+}
+
+impl Admission {
+    /// Start a session for `stream`, or close it (by dropping it) when a cap is reached.
+    fn admit(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            tracing::debug!("decoy: session cap reached, closing {peer}");
+            return;
+        };
+        let addr = normalize_addr(peer.ip());
+        {
+            let mut m = self.per_addr.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(addr).or_insert(0);
+            if *n >= self.max_per_addr {
+                tracing::debug!("decoy: {addr} has {n} sessions open, closing {peer}");
+                return;
+            }
+            *n += 1;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            session(this.shared.clone(), stream, peer).await;
+            let mut m = this.per_addr.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&addr);
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// Run the decoy on `listener` until `shutdown` completes.
 ///
 /// Host keys and the per-install secret are loaded from (or created in) `cfg.state_dir`;
@@ -142,13 +182,19 @@ pub async fn serve(
             }
         })
     });
-    let per_addr: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     anyhow::ensure!(
         !listeners.is_empty(),
         "the decoy needs at least one listening socket"
     );
-    // One accept task per listening socket, all feeding one queue.
-    let (atx, mut arx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    // One accept task per listening socket. Each admits and starts its sessions itself, so a
+    // new session is queued on the worker that accepted it instead of crossing threads twice
+    // through a central loop.
+    let admission = Arc::new(Admission {
+        shared: shared.clone(),
+        slots: slots.clone(),
+        per_addr: Mutex::default(),
+        max_per_addr: cfg.limits.max_per_addr,
+    });
     let mut acceptors = Vec::new();
     for listener in listeners {
         tracing::info!(
@@ -158,17 +204,15 @@ pub async fn serve(
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        let atx = atx.clone();
+        let admission = admission.clone();
         acceptors.push(tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok(x) => {
+                    Ok((stream, peer)) => {
                         // russh sets TCP_NODELAY only in its own accept loop; without it
                         // every session stalls ~40 ms on Nagle against delayed ACKs.
-                        let _ = x.0.set_nodelay(true);
-                        if atx.send(x).await.is_err() {
-                            return;
-                        }
+                        let _ = stream.set_nodelay(true);
+                        admission.admit(stream, peer);
                     }
                     Err(e) => {
                         // EMFILE and friends: back off a little instead of spinning.
@@ -179,50 +223,14 @@ pub async fn serve(
             }
         }));
     }
-    drop(atx);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            r = arx.recv() => match r {
-                Some(x) => x,
-                None => break,
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("decoy: session cap reached, closing {peer}");
-            continue; // over the global cap: dropping the stream closes it
-        };
-        let addr = normalize_addr(peer.ip());
-        {
-            let mut m = per_addr.lock().unwrap_or_else(|p| p.into_inner());
-            let n = m.entry(addr).or_insert(0);
-            if *n >= cfg.limits.max_per_addr {
-                tracing::debug!("decoy: {addr} has {n} sessions open, closing {peer}");
-                continue;
-            }
-            *n += 1;
-        }
-        let shared = shared.clone();
-        let per_addr = per_addr.clone();
-        tokio::spawn(async move {
-            session(shared, stream, peer).await;
-            let mut m = per_addr.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = m.get_mut(&addr) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&addr);
-                }
-            }
-            drop(permit);
-        });
-    }
+    shutdown.await;
     for a in acceptors {
         a.abort();
     }
     if let Some(t) = stats_task {
         t.abort();
     }
+    drop(admission);
     drop(shared);
     // Sessions still running hold the sink; the writer ends when the last one finishes.
     drop(writer);

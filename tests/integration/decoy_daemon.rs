@@ -540,6 +540,7 @@ fn decoy_confinement_denies_writes_exec_and_connections() {
             "exec",
             "connect",
             "udp_socket",
+            "mlock",
         ] {
             assert!(
                 v[k].as_str().unwrap().starts_with("denied"),
