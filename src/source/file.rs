@@ -69,7 +69,9 @@ pub fn checkpoint_key(spec: &FileSpec) -> String {
 ///
 /// `checkpoint` is the last value this source emitted (from a previous run), if any. Without
 /// one, an existing file is read from its **end** (history is not replayed) and a file that
-/// appears later from its start. The task ends when `shutdown` becomes `true` (after a final
+/// appears later from its start. That end is the file's size when `spawn` is called, not when
+/// the task first runs: a line appended in between (e.g. right after the daemon reports ready)
+/// is read, not skipped. The task ends when `shutdown` becomes `true` (after a final
 /// [`SourceEvent::Checkpoint`]), when the shutdown sender is dropped, or when `tx` is closed.
 pub fn spawn(
     spec: FileSpec,
@@ -78,8 +80,16 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
     stats: Arc<SourceStats>,
 ) -> JoinHandle<()> {
+    let end_at = match checkpoint {
+        None => std::fs::metadata(&spec.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.len())),
+        Some(_) => None,
+    };
     tokio::spawn(async move {
-        Tailer::new(spec, tx, shutdown, stats).run(checkpoint).await;
+        let mut t = Tailer::new(spec, tx, shutdown, stats);
+        t.end_at = end_at;
+        t.run(checkpoint).await;
     })
 }
 
@@ -382,6 +392,8 @@ struct Tailer {
     out: Out,
     cur: Option<Tail>,
     start: Start,
+    /// Where "the end" was when the source was started: (dev, inode, size).
+    end_at: Option<(u64, u64, u64)>,
     buf: Vec<u8>,
     watches: Option<Watches>,
     file_wd: Option<WatchDescriptor>,
@@ -415,6 +427,7 @@ impl Tailer {
             },
             cur: None,
             start: Start::End,
+            end_at: None,
             buf: vec![0; READ_CHUNK],
             watches: None,
             file_wd: None,
@@ -665,9 +678,15 @@ impl Tailer {
                 SourceStats::bump(&self.out.stats.rotations);
                 info!(old = %old.path.display(), path = %self.path.display(), "file rotated, reading the new one from the start");
             }
-            let pos = match self.start {
-                Start::End => meta.len(),
-                Start::Beginning => 0,
+            let pos = match (self.start, self.end_at.take()) {
+                // The same file as when the source started, not shrunk since: from there.
+                (Start::End, Some((dev, ino, len)))
+                    if (meta.dev(), meta.ino()) == (dev, ino) && len <= meta.len() =>
+                {
+                    len
+                }
+                (Start::End, _) => meta.len(),
+                (Start::Beginning, _) => 0,
             };
             self.start = Start::Beginning;
             let mut tail = Tail::new(file, &meta, &self.path, pos);

@@ -184,11 +184,26 @@ async fn appended_line_arrives_fast_and_history_is_not_replayed() {
         line,
         "Failed password for root from 203.0.113.5 port 52113 ssh2"
     );
-    assert!(took < Duration::from_millis(100), "took {took:?}");
+    // Typically about a millisecond (bench/ measures it); the bound only has to survive a
+    // loaded CI machine pausing this thread.
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     h.quiet().await;
     assert_eq!(h.stat(|s| &s.lines), 1);
     let (cp, _) = h.stop().await;
     assert!(cp.is_some(), "final checkpoint");
+}
+
+#[tokio::test]
+async fn a_line_appended_before_the_task_first_runs_is_read() {
+    let (_dir, path) = setup();
+    append(&path, b"old line from yesterday\n");
+    let mut h = start(&path, None);
+    // This test's runtime has one thread: the tailer has not run yet, so "the end" must be
+    // where the file ended when the source was started, not where it ends when it opens.
+    append(&path, b"written right after start\n");
+    assert_eq!(h.lines(1).await, ["written right after start"]);
+    h.quiet().await;
+    assert_eq!(h.stat(|s| &s.lines), 1);
 }
 
 #[tokio::test]
