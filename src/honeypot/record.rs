@@ -1054,8 +1054,9 @@ mod tests {
         let stats = rec.stats.clone();
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
         open_gate.send(()).unwrap();
-        // The writer notices the recording is gone (it is then finished, so rotatable).
-        tokio::time::sleep(SWEEP + Duration::from_millis(500)).await;
+        // The writer notices the recording is gone (it is then finished, so rotatable) at a
+        // sweep; three sweeps' time leaves room for a slow machine to drain the queue first.
+        tokio::time::sleep(SWEEP * 3 + Duration::from_millis(500)).await;
         let r = rec.open("000000000002", 80, 24, SystemTime::now()).unwrap();
         r.output(&[b'y'; 1500]);
         r.close();

@@ -19,7 +19,7 @@ fn a_rotating_slash_24_is_banned_as_one_interval_element() {
         .map(|i| failed(&format!("198.51.100.{}", 10 * i), "admin"))
         .collect();
     s.append(&lines);
-    let ok = ns.wait_for(Duration::from_secs(2), |e| {
+    let ok = ns.wait_for(Duration::from_secs(10), |e| {
         e.iter().any(|x| x == "198.51.100.0/24")
     });
     assert!(

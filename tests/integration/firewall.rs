@@ -486,11 +486,23 @@ fn apply_with_confirm_rolls_back_unless_confirmed() {
     assert_eq!(lab.live().unwrap(), before);
 
     // Not confirmed: back by itself after the window (the watcher child does it).
+    let asked = std::time::SystemTime::now();
     let o = lab.fw(&b, &["apply", "--confirm", "2s"], None);
     assert!(o.status.success(), "{}", stdout(&o));
+    let pending: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.state().join("firewall/pending.json")).unwrap(),
+    )
+    .unwrap();
+    let deadline =
+        std::time::UNIX_EPOCH + Duration::from_secs(pending["deadline"].as_u64().unwrap());
+    // The window is rounded up, never down: at least the 2 s asked, at most 1 s more.
+    assert!(
+        deadline >= asked + Duration::from_secs(2),
+        "deadline {deadline:?} is less than 2 s after {asked:?}"
+    );
     assert!(reaches(&lab.attacker, SERVER_A4, 8080), "B not live");
     let t0 = Instant::now();
-    while lab.live().as_deref() != Some(&before) && t0.elapsed() < Duration::from_secs(8) {
+    while lab.live().as_deref() != Some(&before) && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
@@ -499,11 +511,8 @@ fn apply_with_confirm_rolls_back_unless_confirmed() {
         "not rolled back after the window"
     );
     assert!(
-        // The window is rounded up, never down: 2 s asked is 2 to 3 s, less what the apply
-        // itself took after fixing the deadline.
-        t0.elapsed() >= Duration::from_millis(1500),
-        "rolled back too early: {:?}",
-        t0.elapsed()
+        std::time::SystemTime::now() >= deadline,
+        "rolled back before the deadline {deadline:?}"
     );
     assert!(!reaches(&lab.attacker, SERVER_A4, 8080));
 
@@ -1015,10 +1024,14 @@ fn echo_requests_are_answered_but_rate_limited() {
     lab.apply(&lab.config(&standard()));
     for to in [SERVER_A4, SERVER_A6] {
         std::thread::sleep(Duration::from_secs(3)); // let the bucket refill
+        let t = Instant::now();
         let got = pings(&lab.attacker, to, 40);
+        // The burst of 20, plus what the bucket refills (10/s) while this machine is slow to
+        // send the 40 (the call's time bounds the sending time).
+        let hi = 25 + (10.0 * t.elapsed().as_secs_f64()).ceil() as usize;
         assert!(
-            (15..=25).contains(&got),
-            "{got} of 40 echo requests to {to} answered"
+            (15..=hi).contains(&got),
+            "{got} of 40 echo requests to {to} answered (at most {hi} expected)"
         );
     }
 }

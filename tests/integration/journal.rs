@@ -48,12 +48,14 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
         );
     std::fs::write(&s.config, text).unwrap();
     let argv = s.dir.path().join("argv.jsonl");
+    let ready = s.dir.path().join("ready.jsonl");
     let env = [
         ("FAKE_JOURNAL", fake.as_path()),
         ("FAKE_JOURNALCTL_ARGV", argv.as_path()),
+        ("FAKE_JOURNALCTL_READY", ready.as_path()),
     ];
     let d = Daemon::start_with_env(&ns, &s, &env);
-    wait_started(&argv, 1);
+    wait_started(&ready, 1);
     let msgs = [
         (
             "sshd-session",
@@ -75,7 +77,7 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
         .collect();
     append_to(&fake, &lines);
     assert!(
-        ns.wait_for(Duration::from_secs(3), |e| e
+        ns.wait_for(Duration::from_secs(10), |e| e
             .iter()
             .any(|x| x == "203.0.113.80"))
             .is_some(),
@@ -97,7 +99,7 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
     append_to(&fake, &more);
     let d = Daemon::start_with_env(&ns, &s, &env);
     assert!(
-        ns.wait_for(Duration::from_secs(3), |e| e
+        ns.wait_for(Duration::from_secs(10), |e| e
             .iter()
             .any(|x| x == "198.51.100.81"))
             .is_some(),
@@ -134,9 +136,11 @@ fn journal_records_become_bans_and_the_cursor_survives_restart() {
 
 /// The stand-in logs each start; it starts at the end of the journal (`--lines=0`), so records
 /// appended before it is up would rightly be skipped.
-fn wait_started(argv: &std::path::Path, starts: usize) {
+/// Wait until the stand-in has been started `starts` times and each time read the journal to
+/// its end (its ready file has that many lines).
+fn wait_started(ready: &std::path::Path, starts: usize) {
     let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(argv)
+    while std::fs::read_to_string(ready)
         .map(|s| s.lines().count())
         .unwrap_or(0)
         < starts
@@ -147,5 +151,4 @@ fn wait_started(argv: &std::path::Path, starts: usize) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
 }

@@ -27,7 +27,7 @@ fn metrics_are_served_on_loopback_with_bounded_labels() {
         "garbage line".to_string(),
     ]);
     assert!(
-        ns.wait_for(Duration::from_secs(1), |e| e
+        ns.wait_for(Duration::from_secs(10), |e| e
             .iter()
             .any(|x| x == "203.0.113.31"))
             .is_some()
@@ -121,7 +121,7 @@ fn top_shows_live_attacks_and_bans_in_a_terminal() {
     let d = Daemon::start(&ns, &s);
     s.append(&[failed("203.0.113.177", "a"), failed("203.0.113.177", "b")]);
     assert!(
-        ns.wait_for(Duration::from_secs(2), |e| e
+        ns.wait_for(Duration::from_secs(10), |e| e
             .iter()
             .any(|x| x == "203.0.113.177"))
             .is_some()

@@ -58,7 +58,7 @@ fn the_html_review_renders_in_headless_chromium() {
     }
     s.append(&lines);
     assert!(
-        ns.wait_for(Duration::from_secs(2), |e| e.len() >= 5)
+        ns.wait_for(Duration::from_secs(10), |e| e.len() >= 5)
             .is_some(),
         "{:?}",
         ns.all_elements()

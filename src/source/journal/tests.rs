@@ -33,6 +33,7 @@ struct Fake {
     dir: TempDir,
     journal: PathBuf,
     argv: PathBuf,
+    ready: PathBuf,
     journalctl: PathBuf,
 }
 
@@ -41,12 +42,14 @@ fn fake() -> Fake {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.jsonl");
     let argv = dir.path().join("argv.jsonl");
+    let ready = dir.path().join("ready.jsonl");
     std::fs::copy(fixture_dir().join("sshd.jsonl"), &journal).unwrap();
     let journalctl = dir.path().join("journalctl");
     let script = format!(
-        "#!/bin/sh\nFAKE_JOURNAL='{}' FAKE_JOURNALCTL_ARGV='{}' FAKE_JOURNALCTL_STDERR='fake journalctl started' exec '{}' \"$@\"\n",
+        "#!/bin/sh\nFAKE_JOURNAL='{}' FAKE_JOURNALCTL_ARGV='{}' FAKE_JOURNALCTL_READY='{}' FAKE_JOURNALCTL_STDERR='fake journalctl started' exec '{}' \"$@\"\n",
         journal.display(),
         argv.display(),
+        ready.display(),
         fixture_dir().join("journalctl").display()
     );
     std::fs::write(&journalctl, script).unwrap();
@@ -59,6 +62,7 @@ fn fake() -> Fake {
         dir,
         journal,
         argv,
+        ready,
         journalctl,
     }
 }
@@ -89,6 +93,25 @@ impl Fake {
                 (v["pid"].as_u64().unwrap() as u32, argv)
             })
             .collect()
+    }
+
+    /// Wait until the stand-in has read the journal to its end `n` times in all, so records
+    /// appended now are new to it (rather than sleeping and hoping).
+    async fn wait_ready(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + ARRIVES;
+        loop {
+            let got = std::fs::read_to_string(&self.ready)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if got >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "journalctl reached the end {got} times, wanted {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_invocations(&self, n: usize) -> Vec<(u32, Vec<String>)> {
@@ -353,8 +376,8 @@ async fn records_arrive_with_their_fields_and_a_checkpoint() {
     assert!(inv[0].1.contains(&"--lines=0".to_owned()), "{:?}", inv[0].1);
     assert!(inv[0].1.contains(&"--unit=ssh.service".to_owned()));
     assert!(inv[0].1.contains(&"--follow".to_owned()));
-    // Give the child time to reach the end of the journal, then "log" new entries.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the child has reached the end of the journal, "log" new entries.
+    f.wait_ready(1).await;
     h.quiet().await;
     for r in &records {
         f.append(r);
@@ -436,7 +459,7 @@ async fn garbage_and_overlong_lines_are_skipped_and_counted() {
     let records = fixture_records();
     let mut h = start(&f.journalctl, Some(cursor_of(&records[5])));
     f.wait_invocations(1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.wait_ready(1).await;
     f.append("this is not json {");
     f.append(&format!(
         "{{\"_SYSTEMD_UNIT\":\"ssh.service\",\"MESSAGE\":\"{}\"}}",
@@ -498,9 +521,12 @@ async fn missing_journalctl_is_retried_and_shutdown_stays_prompt() {
     let f = fake();
     let missing = f.dir.path().join("no-such-journalctl");
     let h = start(&missing, Some("s=abc;i=1".into()));
-    tokio::time::sleep(Duration::from_millis(400)).await;
     // 100 ms, 200 ms, ... : a few attempts, each a warning; none drops the cursor.
-    assert!(h.stat(|s| &s.errors) >= 2, "{}", h.stat(|s| &s.errors));
+    let deadline = tokio::time::Instant::now() + ARRIVES;
+    while h.stat(|s| &s.errors) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no retries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let t0 = std::time::Instant::now();
     assert_eq!(h.stop().await.as_deref(), Some("s=abc;i=1"));
     assert!(t0.elapsed() < Duration::from_secs(1));
@@ -514,7 +540,7 @@ async fn a_rejected_cursor_is_eventually_dropped() {
     let inv = f.wait_invocations(4).await;
     assert!(inv[2].1.iter().any(|a| a.starts_with("--after-cursor=")));
     assert!(inv[3].1.contains(&"--lines=0".to_owned()), "{:?}", inv[3].1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.wait_ready(1).await;
     f.append(&fixture_records()[0].replace("i=3a41c7", "i=3a41f3"));
     assert_eq!(
         h.messages(1).await,
