@@ -428,6 +428,13 @@ mod tests {
         }
     }
 
+    /// What `replay` prints to the terminal, without pauses.
+    fn replayed(args: &ReplayArgs, dir: &Path) -> String {
+        let mut out = Vec::new();
+        replay(args, dir, &mut out, &mut Vec::new(), &mut |_| {}).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn table_lists_sessions() {
         let dir = tempfile::tempdir().unwrap();
@@ -622,14 +629,10 @@ mod tests {
         );
         let mut args = replay_args("0a1b2c3d4e5f");
         args.max_wait = 0.0;
-        let mut out = Vec::new();
-        replay(&args, dir.path(), &mut out, &mut Vec::new(), &mut |_| {}).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "\x1b[31mred\x1b[0m ok\r\n");
+        assert_eq!(replayed(&args, dir.path()), "\x1b[31mred\x1b[0m ok\r\n");
         args.raw = true;
-        let mut out = Vec::new();
-        replay(&args, dir.path(), &mut out, &mut Vec::new(), &mut |_| {}).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            replayed(&args, dir.path()),
             "\x1b[31mred\x1b[0m \x1b]0;pwned\x07ok\x1b[6n\x07\r\n"
         );
     }
@@ -666,12 +669,10 @@ mod tests {
         r.close();
         drop(rec);
         task.await.unwrap();
-        let mut out = Vec::new();
         let mut args = replay_args("00000000cafe");
         args.max_wait = 0.0;
-        replay(&args, dir.path(), &mut out, &mut Vec::new(), &mut |_| {}).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            replayed(&args, dir.path()),
             "root@web-01:~# w\r\n\u{2502} caf\u{e9}"
         );
     }

@@ -50,6 +50,39 @@ pub(crate) fn seed_secret(state: &Path) {
 }
 const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
 
+/// The OpenSSH client options of every login into a decoy: no host key check, one password
+/// prompt and nothing else, quiet.
+pub(crate) const SSH_OPTS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "PreferredAuthentications=password",
+    "-o",
+    "PubkeyAuthentication=no",
+    "-o",
+    "NumberOfPasswordPrompts=1",
+    "-o",
+    "LogLevel=ERROR",
+];
+
+/// Start `ssh` (an interactive `-tt` login), type `script` and `exit`, and collect what came
+/// back. Stdin stays open until the server ends the session on `exit`, as a bot's would.
+pub(crate) fn type_session(ssh: &mut Command, script: &str) -> std::process::Output {
+    let mut child = ssh
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{script}\nexit\n").as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    o
+}
+
 fn have_ssh() -> bool {
     let ok = Command::new("ssh")
         .arg("-V")
@@ -123,20 +156,7 @@ impl Decoy {
             c.arg("-tt");
         }
         c.args(["-p", &self.port.to_string()])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-o",
-                "LogLevel=ERROR",
-            ])
+            .args(SSH_OPTS)
             .arg(format!("{user}@127.0.0.1"))
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
@@ -398,21 +418,11 @@ fn interactive_shell_replays_every_fixture_session() {
     let good = ravelin::honeypot::auth::AuthPolicy::new(SECRET)
         .an_accepted_password("root")
         .unwrap();
-    let mut child = d
-        .ssh_command("root", good, 30, true)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     {
-        let mut stdin = child.stdin.take().unwrap();
-        let mut script = lines.join("\n");
-        script.push_str("\nexit\n");
-        std::io::Write::write_all(&mut stdin, script.as_bytes()).unwrap();
-        // Keep stdin open until the server ends the session on `exit`.
-        let o = child.wait_with_output().unwrap();
-        drop(stdin);
+        let o = type_session(
+            &mut d.ssh_command("root", good, 30, true),
+            &lines.join("\n"),
+        );
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
             o.status.success(),

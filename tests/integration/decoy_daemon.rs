@@ -12,7 +12,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::firewall::{in_ns, ip, link};
 use crate::harness::{BIN, Daemon, Netns, Setup, can_run, have, stdout, wait_request, webhook_in};
 use crate::metrics::scrape;
 
-use crate::decoy::{SECRET, seed_secret};
+use crate::decoy::{SECRET, SSH_OPTS, seed_secret, type_session};
 const SERVER: &str = "10.79.1.1";
 const ATTACKER: &str = "10.79.1.2";
 
@@ -146,25 +146,14 @@ impl Lab {
 
     /// Log in with sshpass from `src` and type `script` into an interactive shell.
     fn ssh_session(&self, src: &str, password: &str, script: &str) -> (bool, String) {
-        let mut child = self
-            .attacker
-            .cmd("timeout")
-            .args(["40", "sshpass", "-p", password, "ssh", "-tt", "-b", src])
-            .args(["-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "PreferredAuthentications=password"])
-            .args(["-o", "PubkeyAuthentication=no"])
-            .args(["-o", "LogLevel=ERROR"])
-            .arg(format!("root@{SERVER}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, format!("{script}\nexit\n").as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
-        drop(stdin);
+        let o = type_session(
+            self.attacker
+                .cmd("timeout")
+                .args(["40", "sshpass", "-p", password, "ssh", "-tt", "-b", src])
+                .args(SSH_OPTS)
+                .arg(format!("root@{SERVER}")),
+            script,
+        );
         (
             o.status.success(),
             format!(

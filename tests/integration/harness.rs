@@ -325,12 +325,13 @@ pub fn stderr(o: &Output) -> String {
 
 /// Is `program` on the PATH? Says how to get it when not.
 pub fn have(program: &str, package: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    use std::os::unix::fs::PermissionsExt;
+    let ok = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
     if !ok {
         eprintln!("SKIP: needs {program} (apt-get install {package})");
     }
