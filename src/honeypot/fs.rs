@@ -650,25 +650,23 @@ impl Fs {
         Ok(())
     }
 
+    /// A node the session makes now.
     fn insert(&mut self, path: &str, kind: Kind, mode: u32, owner: &str) {
-        let node = Node {
-            kind,
-            mode,
-            owner: owner.to_owned(),
-            immutable: false,
-            mtime: self.now,
-        };
-        self.used += node.size() as usize * usize::from(is_counted(&node));
-        self.nodes_mut().insert(path.to_owned(), node);
+        self.put(path, kind, mode, owner, self.now);
     }
 
+    /// A node of the installed image.
     fn image(&mut self, path: &str, kind: Kind, mode: u32, owner: &str) {
+        self.put(path, kind, mode, owner, IMAGE_MTIME);
+    }
+
+    fn put(&mut self, path: &str, kind: Kind, mode: u32, owner: &str, mtime: i64) {
         let node = Node {
             kind,
             mode,
             owner: owner.to_owned(),
             immutable: false,
-            mtime: IMAGE_MTIME,
+            mtime,
         };
         self.used += node.size() as usize * usize::from(is_counted(&node));
         self.nodes_mut().insert(path.to_owned(), node);
