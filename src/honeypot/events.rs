@@ -270,7 +270,7 @@ impl EventSink {
 
 /// Start the writer appending JSON lines to `path` (created 0640 if absent). Returns the sink
 /// the sessions use. `observations` receives the pipeline events, if given.
-pub async fn start_writer(
+pub fn start_writer(
     path: &Path,
     sensor: String,
     observations: Option<mpsc::Sender<SourceEvent>>,
@@ -460,9 +460,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.json");
         let (obs_tx, mut obs_rx) = mpsc::channel(16);
-        let (sink, task) = start_writer(&path, "web-01".into(), Some(obs_tx))
-            .await
-            .unwrap();
+        let (sink, task) = start_writer(&path, "web-01".into(), Some(obs_tx)).unwrap();
         sink.emit(ev(
             "cowrie.session.connect",
             json!({"message": "New connection"}),

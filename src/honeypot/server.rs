@@ -119,7 +119,6 @@ pub async fn serve(
     let (sink, writer) = match cfg.events_fd {
         Some(fd) => events::start_fd_writer(fd, sensor, observations)?,
         None => events::start_writer(&cfg.events_file, sensor, observations)
-            .await
             .with_context(|| format!("opening events file {}", cfg.events_file.display()))?,
     };
     let recorder = match &cfg.recordings {
